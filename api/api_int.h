@@ -1,0 +1,99 @@
+/*
+ * Internals shared by the files of api/; no other folder includes this.
+ */
+#ifndef API_API_INT_H
+#define API_API_INT_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "api/api.h"
+#include "api/http.h"
+#include "ingest/ingest.h"
+#include "lib/worker.h"
+#include "store/store.h"
+
+/* A key as the loop knows it: looked up by the SHA-256 of what was sent. */
+struct api_key {
+	uint8_t hash[32];
+	int64_t key_id;		/* 0 marks an empty slot */
+	int64_t workspace_id;
+	enum store_role role;
+};
+
+/* Open addressing over api_key, rebuilt whole on each refresh. */
+struct api_keyring {
+	struct api_key *slots;
+	size_t mask;
+};
+
+/* What the loop keeps per workspace. */
+struct api_workspace {
+	int64_t workspace_id;
+	struct privacy_hasher *hasher;
+	struct privacy_policy *policy;	/* NULL: the default policy */
+	char *policy_json;		/* as stored, to notice changes */
+};
+
+/* Counters the loop updates; /metrics reads them with the others. */
+struct api_metrics {
+	uint64_t accepted[INGEST_BATCH];	/* events committed, by type */
+	uint64_t duplicates[INGEST_BATCH];	/* acknowledged, already stored */
+	uint64_t rejected[INGEST_BATCH_TOO_LARGE + 1];	/* by reason */
+	uint64_t unavailable;			/* requests answered 503 */
+};
+
+struct api {
+	struct event_base *base;
+	struct api_config cfg;
+	struct http_server *http;
+	struct ingest_pipeline *pipeline;
+	const struct privacy_master *master;
+	struct privacy_policy *default_policy;
+
+	struct worker *control;
+	struct store *control_store;	/* touched only by control tasks */
+	struct event *refresh_timer;
+	bool refresh_running;
+	bool db_ready;			/* last refresh reached a current schema */
+	bool stopping;
+
+	struct api_keyring keys;
+	struct api_workspace *workspaces;
+	size_t nworkspaces;
+	struct api_metrics metrics;
+};
+
+/* auth.c */
+void api_keyring_build(struct api_keyring *ring, const struct store_key *keys,
+		       size_t n);
+void api_keyring_release(struct api_keyring *ring);
+/*
+ * Finds the key a request presents (HTTP Basic user name, else the body's
+ * writeKey if body is not NULL) and checks its role against need (an admin
+ * key may also read). Returns it, or NULL after replying 401 or 403.
+ */
+const struct api_key *api_authenticate(struct api *a, struct http_request *req,
+				       json_t *body, enum store_role need);
+/* True if the request carries an Authorization header. */
+bool api_has_credentials(struct http_request *req);
+
+/* control.c */
+void api_control_start(struct api *a);
+/* Runs one refresh synchronously (before the loop serves anything). */
+int api_control_refresh_now(struct api *a);
+struct api_workspace *api_workspace_get(struct api *a, int64_t workspace_id);
+/* Saves a workspace policy, then replies through done on the loop. */
+void api_control_save_policy(struct api *a, int64_t workspace_id,
+			     const char *json, struct privacy_policy *parsed,
+			     struct http_request *req);
+void api_control_stop(struct api *a);
+
+/* metrics.c */
+void api_metrics_reply(struct api *a, struct http_request *req);
+
+/* api.c */
+void api_reply_json(struct http_request *req, int status, json_t *body);
+
+#endif

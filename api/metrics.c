@@ -1,0 +1,121 @@
+/*
+ * GET /metrics in Prometheus text format: ingestion counters from the
+ * loop, commit batch sizes and latency from the pipeline, connection and
+ * in-flight figures from the HTTP server.
+ */
+#include "api/api_int.h"
+
+#include "lib/buf.h"
+
+static const char *kinds[] = {
+	"track", "identify", "page", "screen", "group", "alias",
+};
+
+static void counter_by_type(struct buf *b, const char *name, const char *help,
+			    const uint64_t *v)
+{
+	buf_printf(b, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
+	for (int k = 0; k < INGEST_BATCH; k++)
+		buf_printf(b, "%s{type=\"%s\"} %llu\n", name, kinds[k],
+			   (unsigned long long)v[k]);
+}
+
+static void gauge(struct buf *b, const char *name, const char *help, double v)
+{
+	buf_printf(b, "# HELP %s %s\n# TYPE %s gauge\n%s %.17g\n", name, help,
+		   name, name, v);
+}
+
+static void counter(struct buf *b, const char *name, const char *help,
+		    uint64_t v)
+{
+	buf_printf(b, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help,
+		   name, name, (unsigned long long)v);
+}
+
+static void histogram(struct buf *b, const char *name, const char *help,
+		      const char *const *bounds, const uint64_t *counts,
+		      double sum)
+{
+	uint64_t cum = 0;
+
+	buf_printf(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+	for (int i = 0; i < 8; i++) {
+		cum += counts[i];
+		buf_printf(b, "%s_bucket{le=\"%s\"} %llu\n", name, bounds[i],
+			   (unsigned long long)cum);
+	}
+	buf_printf(b, "%s_sum %.17g\n%s_count %llu\n", name, sum, name,
+		   (unsigned long long)cum);
+}
+
+void api_metrics_reply(struct api *a, struct http_request *req)
+{
+	static const char *const rows_le[8] = {
+		"1", "10", "100", "500", "1000", "2500", "5000", "+Inf",
+	};
+	static const char *const secs_le[8] = {
+		"0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "+Inf",
+	};
+	struct ingest_pipeline_stats ps;
+	struct http_stats hs;
+	struct buf b = BUF_INIT;
+	uint64_t rows_sum = 0;
+
+	ingest_pipeline_stats(a->pipeline, &ps);
+	http_server_stats(a->http, &hs);
+
+	counter_by_type(&b, "weft_events_accepted_total",
+			"Events committed to the log, by type.",
+			a->metrics.accepted);
+	counter_by_type(&b, "weft_events_deduplicated_total",
+			"Events acknowledged whose messageId was already stored.",
+			a->metrics.duplicates);
+	buf_printf(&b, "# HELP weft_events_rejected_total Events refused, by "
+		   "error code.\n# TYPE weft_events_rejected_total counter\n");
+	for (int r = INGEST_INVALID_JSON; r <= INGEST_BATCH_TOO_LARGE; r++)
+		buf_printf(&b, "weft_events_rejected_total{code=\"%s\"} %llu\n",
+			   ingest_reason_code((enum ingest_reason)r),
+			   (unsigned long long)a->metrics.rejected[r]);
+	counter(&b, "weft_requests_unavailable_total",
+		"Requests answered 503 because the database was unreachable or "
+		"the commit queue full.", a->metrics.unavailable);
+
+	rows_sum = ps.rows_stored + ps.rows_duplicate;
+	histogram(&b, "weft_commit_batch_rows",
+		  "Events per group-commit transaction.", rows_le,
+		  ps.batch_hist, (double)rows_sum);
+	histogram(&b, "weft_commit_seconds",
+		  "Time to commit one group-commit transaction.", secs_le,
+		  ps.commit_hist, ps.commit_seconds_sum);
+	counter(&b, "weft_commit_failures_total",
+		"Group-commit transactions that failed.", ps.commit_failures);
+	gauge(&b, "weft_commit_queue_rows", "Events waiting to be committed.",
+	      (double)ps.queued_rows);
+	gauge(&b, "weft_log_last_seq", "The last sequence number committed.",
+	      (double)ps.last_seq);
+	gauge(&b, "weft_database_up",
+	      "1 while the committer holds a working connection.",
+	      ingest_pipeline_ready(a->pipeline) ? 1 : 0);
+
+	gauge(&b, "weft_http_inflight_requests",
+	      "Requests being processed or waiting for their commit.",
+	      (double)hs.inflight_requests);
+	gauge(&b, "weft_http_inflight_bytes", "Body bytes of in-flight requests.",
+	      (double)hs.inflight_bytes);
+	gauge(&b, "weft_http_connections_open", "Open client connections.",
+	      (double)hs.connections_open);
+	buf_printf(&b, "# HELP weft_http_replies_total Replies sent, by status "
+		   "class.\n# TYPE weft_http_replies_total counter\n");
+	for (int c = 1; c <= 5; c++)
+		buf_printf(&b, "weft_http_replies_total{class=\"%dxx\"} %llu\n",
+			   c, (unsigned long long)hs.replies[c]);
+	counter(&b, "weft_http_parse_errors_total",
+		"Malformed HTTP requests answered 400.", hs.parse_errors);
+	counter(&b, "weft_http_overloaded_total",
+		"Requests turned away by the server's load limits.",
+		hs.overloaded);
+
+	http_reply(req, 200, "text/plain; version=0.0.4", b.data, b.len);
+	buf_release(&b);
+}

@@ -1,0 +1,185 @@
+/*
+ * weft serve: wires the PII master key, the commit pipeline and the HTTP
+ * API onto one event loop, and stops them in order on SIGTERM or SIGINT:
+ * stop accepting, let in-flight requests get their commits and replies,
+ * then exit 0.
+ */
+#include "cmd/cmd.h"
+
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "api/api.h"
+#include "ingest/ingest.h"
+#include "lib/err.h"
+#include "lib/log.h"
+#include "privacy/privacy.h"
+
+static const char usage[] =
+	"usage: weft serve [options]\n"
+	"\n"
+	"Serves the collector API (Segment HTTP Tracking API), health and\n"
+	"metrics. Needs a migrated database and the PII master key file.\n"
+	"Stops cleanly on SIGTERM or SIGINT.\n"
+	"\n"
+	"options:\n"
+	"  --listen HOST:PORT   address (env WEFT_LISTEN, default 127.0.0.1:8080)\n"
+	CMD_COMMON_HELP;
+
+struct serve {
+	struct event_base *base;
+	struct api *api;
+	bool stopping;
+};
+
+/* Splits "host:port", "[v6]:port" or ":port" (every address). */
+static int parse_listen(const char *s, char *host, size_t cap, int *port)
+{
+	const char *colon = strrchr(s, ':');
+	const char *h = s;
+	size_t hlen;
+	char *end;
+	long p;
+
+	if (!colon)
+		return WEFT_EINVAL;
+	hlen = (size_t)(colon - s);
+	if (hlen >= 2 && s[0] == '[' && s[hlen - 1] == ']') {
+		h++;
+		hlen -= 2;
+	}
+	if (hlen >= cap)
+		return WEFT_EINVAL;
+	memcpy(host, h, hlen);
+	host[hlen] = '\0';
+	p = strtol(colon + 1, &end, 10);
+	if (*end || p < 0 || p > 65535 || end == colon + 1)
+		return WEFT_EINVAL;
+	*port = (int)p;
+	return 0;
+}
+
+static void on_drained(void *arg)
+{
+	struct serve *sv = arg;
+
+	log_info("shutdown_drained", "msg=\"in-flight requests answered\"");
+	event_base_loopexit(sv->base, NULL);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct serve *sv = arg;
+
+	(void)what;
+	if (sv->stopping)
+		return;
+	sv->stopping = true;
+	log_info("shutdown", "signal=%d", (int)sig);
+	api_shutdown(sv->api, on_drained, sv);
+}
+
+/* Waits up to ten seconds for the committer's first connection. */
+static bool wait_ready(struct ingest_pipeline *p)
+{
+	struct timespec pause = { 0, 10 * 1000 * 1000 };
+
+	for (int i = 0; i < 1000; i++) {
+		if (ingest_pipeline_ready(p))
+			return true;
+		nanosleep(&pause, NULL);
+	}
+	return false;
+}
+
+int cmd_serve(int argc, char **argv)
+{
+	static const struct option opts[] = { CMD_COMMON_OPTIONS, { 0 } };
+	struct ingest_pipeline_config pcfg = { 0 };
+	struct ingest_pipeline *pipeline = NULL;
+	struct privacy_master *master = NULL;
+	struct event *sigterm = NULL, *sigint = NULL;
+	struct serve sv = { 0 };
+	struct api_config acfg;
+	struct cmd_config cfg;
+	char host[256];
+	int opt, rc, status = 1;
+
+	cmd_config_defaults(&cfg);
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (opt == CMD_OPT_HELP) {
+			fputs(usage, stdout);
+			return 0;
+		}
+		if (cmd_config_option(&cfg, opt, optarg) != 1) {
+			fputs(usage, stderr);
+			return 2;
+		}
+	}
+	if (cmd_config_finish(&cfg, true))
+		return 2;
+	api_config_init(&acfg);
+	if (parse_listen(cfg.listen, host, sizeof(host), &acfg.listen_port)) {
+		fprintf(stderr, "weft serve: --listen wants HOST:PORT, not '%s'\n",
+			cfg.listen);
+		return 2;
+	}
+	acfg.listen_host = host[0] ? host : NULL;
+	acfg.database_url = cfg.database_url;
+	if (privacy_master_load(cfg.pii_key_file, &master)) {
+		fprintf(stderr, "weft serve: cannot use the PII master key '%s'; "
+			"create one with 'weft pii-key create FILE' (make run "
+			"does) and keep it at mode 0600\n", cfg.pii_key_file);
+		return 1;
+	}
+
+	signal(SIGPIPE, SIG_IGN);
+	evthread_use_pthreads();
+	sv.base = event_base_new();
+	pcfg.database_url = cfg.database_url;
+	pipeline = ingest_pipeline_new(sv.base, &pcfg);
+	if (ingest_pipeline_start(pipeline))
+		goto out_free;
+	if (!wait_ready(pipeline))
+		log_warn("log_not_ready", "msg=\"serving anyway; events get 503 "
+			 "until the database answers\"");
+	sv.api = api_new(sv.base, &acfg, pipeline, master);
+	rc = api_start(sv.api);
+	if (rc == WEFT_ESCHEMA) {
+		fprintf(stderr, "weft serve: the database schema is not the one "
+			"this binary knows; run 'weft migrate' (see the log)\n");
+		goto out_free;
+	}
+	if (rc) {
+		fprintf(stderr, "weft serve: cannot start: %s\n",
+			weft_strerror(rc));
+		goto out_free;
+	}
+	sigterm = evsignal_new(sv.base, SIGTERM, on_signal, &sv);
+	sigint = evsignal_new(sv.base, SIGINT, on_signal, &sv);
+	event_add(sigterm, NULL);
+	event_add(sigint, NULL);
+	log_info("listening", "addr=%s port=%d", host[0] ? host : "*",
+		 api_port(sv.api));
+	event_base_dispatch(sv.base);
+	status = 0;
+
+out_free:
+	if (sigterm)
+		event_free(sigterm);
+	if (sigint)
+		event_free(sigint);
+	ingest_pipeline_stop(pipeline);
+	api_free(sv.api);
+	ingest_pipeline_free(pipeline);
+	event_base_free(sv.base);
+	privacy_master_free(master);
+	if (status == 0)
+		log_info("stopped", "status=0");
+	return status;
+}

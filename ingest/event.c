@@ -1,0 +1,667 @@
+/*
+ * The Segment event model: validation as Segment's HTTP Tracking API
+ * defines it, timestamp correction, generated messageIds, identifier
+ * extraction, and the encoding of each accepted event as a log row.
+ *
+ * Order matters for privacy: identifiers are read from the raw event and
+ * immediately reduced to keyed hashes and display values; then the whole
+ * event is masked; only then are the columns (event name, payload) taken
+ * from it. Nothing raw is copied out of this file.
+ */
+#include "ingest/ingest.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "lib/alloc.h"
+#include "lib/err.h"
+#include "privacy/privacy.h"
+
+static const char *kind_names[] = {
+	"track", "identify", "page", "screen", "group", "alias", "batch",
+};
+
+static const char *reason_codes[] = {
+	"ok", "invalid_json", "invalid_event", "missing_identity",
+	"missing_field", "message_id_too_long", "invalid_timestamp",
+	"event_too_large", "batch_too_large",
+};
+
+const char *ingest_reason_code(enum ingest_reason r)
+{
+	return reason_codes[r];
+}
+
+int ingest_kind_parse(const char *name, enum ingest_kind *kind)
+{
+	for (int i = 0; i <= INGEST_BATCH; i++) {
+		if (strcmp(name, kind_names[i]) == 0) {
+			*kind = (enum ingest_kind)i;
+			return 0;
+		}
+	}
+	if (strcmp(name, "import") == 0) {
+		*kind = INGEST_BATCH;
+		return 0;
+	}
+	return WEFT_EINVAL;
+}
+
+static int fail(struct ingest_error *err, enum ingest_reason reason,
+		const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static int fail(struct ingest_error *err, enum ingest_reason reason,
+		const char *fmt, ...)
+{
+	va_list ap;
+
+	err->reason = reason;
+	va_start(ap, fmt);
+	vsnprintf(err->message, sizeof(err->message), fmt, ap);
+	va_end(ap);
+	return WEFT_EINVAL;
+}
+
+int ingest_parse(const char *body, size_t len, json_t **root,
+		 struct ingest_error *err)
+{
+	json_error_t je;
+	json_t *j;
+
+	if (len == 0)
+		return fail(err, INGEST_INVALID_JSON, "the request body is empty; "
+			    "send a JSON object");
+	j = json_loadb(body, len, 0, &je);
+	if (!j)
+		return fail(err, INGEST_INVALID_JSON,
+			    "the body is not valid JSON: %s (line %d, column %d)",
+			    je.text, je.line, je.column);
+	if (!json_is_object(j)) {
+		json_decref(j);
+		return fail(err, INGEST_INVALID_EVENT,
+			    "the body must be a JSON object");
+	}
+	*root = j;
+	return 0;
+}
+
+const char *ingest_body_write_key(json_t *root)
+{
+	return json_string_value(json_object_get(root, "writeKey"));
+}
+
+void ingest_job_init(struct ingest_job *job)
+{
+	memset(job, 0, sizeof(*job));
+}
+
+void ingest_job_release(struct ingest_job *job)
+{
+	buf_release(&job->tuples);
+	buf_release(&job->strings);
+	buf_release(&job->rejected);
+	free(job->rows);
+	free(job->rejections);
+	job->rows = NULL;
+	job->rejections = NULL;
+	job->nrows = job->nrejected = 0;
+}
+
+/*
+ * Reads an id field that Segment allows as a string or a number; numbers are
+ * replaced by their string form in the event so the stored payload agrees
+ * with the identifier. *out is NULL when absent or null.
+ */
+static int id_field(json_t *ev, const char *name, const char **out,
+		    struct ingest_error *err)
+{
+	json_t *v = json_object_get(ev, name);
+	char num[64];
+
+	*out = NULL;
+	if (!v || json_is_null(v))
+		return 0;
+	if (json_is_string(v)) {
+		*out = json_string_value(v);
+		return 0;
+	}
+	if (json_is_integer(v))
+		snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT,
+			 json_integer_value(v));
+	else if (json_is_real(v))
+		snprintf(num, sizeof(num), "%.15g", json_real_value(v));
+	else
+		return fail(err, INGEST_INVALID_EVENT,
+			    "'%s' must be a string or a number", name);
+	json_object_set_new(ev, name, json_string(num));
+	*out = json_string_value(json_object_get(ev, name));
+	return 0;
+}
+
+static int optional_object(json_t *ev, const char *name,
+			   struct ingest_error *err)
+{
+	json_t *v = json_object_get(ev, name);
+
+	if (v && !json_is_object(v) && !json_is_null(v))
+		return fail(err, INGEST_INVALID_EVENT,
+			    "'%s' must be an object", name);
+	return 0;
+}
+
+static int time_field(json_t *v, const char *name, bool *present,
+		      int64_t *us, struct ingest_error *err)
+{
+	*present = false;
+	if (!v || json_is_null(v))
+		return 0;
+	if (!json_is_string(v) || ingest_parse_time(json_string_value(v), us))
+		return fail(err, INGEST_INVALID_TIMESTAMP,
+			    "'%s' is not an ISO-8601 date-time such as "
+			    "2026-11-22T10:00:00.000Z", name);
+	*present = true;
+	return 0;
+}
+
+static size_t utf8_chars(const char *s)
+{
+	size_t n = 0;
+
+	for (; *s; s++)
+		n += ((unsigned char)*s & 0xc0) != 0x80;
+	return n;
+}
+
+/* ---- identifiers ---- */
+
+#define MAX_IDS 64
+
+struct ids {
+	struct buf json;	/* [{"type":..,"key":..,"value":..},...] */
+	size_t n;
+	uint64_t seen[MAX_IDS];	/* hashes of (type, key) already added */
+	const struct privacy_hasher *hasher;
+};
+
+static void ids_add(struct ids *ids, const char *type, const char *raw,
+		    bool previous)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t len = strlen(raw);
+	char stack[256], *norm = len < sizeof(stack) ? stack : xmalloc(len + 1);
+	uint8_t key[PRIVACY_KEY_BYTES];
+	char keyhex[2 * PRIVACY_KEY_BYTES];
+	size_t nlen;
+
+	if (ids->n >= MAX_IDS)
+		goto out_free;
+	nlen = privacy_normalise(type, raw, len, norm);
+	if (nlen == 0)
+		goto out_free;
+	privacy_identifier_key(ids->hasher, type, norm, nlen, key);
+
+	uint64_t fp;
+
+	memcpy(&fp, key, sizeof(fp));
+	fp ^= previous;
+	for (size_t i = 0; i < ids->n; i++)
+		if (ids->seen[i] == fp)
+			goto out_free;
+	ids->seen[ids->n++] = fp;
+	for (int i = 0; i < PRIVACY_KEY_BYTES; i++) {
+		keyhex[2 * i] = hex[key[i] >> 4];
+		keyhex[2 * i + 1] = hex[key[i] & 15];
+	}
+
+	char *display = privacy_identifier_display(ids->hasher, type, norm, nlen,
+						   privacy_display_default(type));
+
+	buf_addc(&ids->json, ids->json.len ? ',' : '[');
+	buf_adds(&ids->json, "{\"type\":");
+	buf_add_json_string(&ids->json, type, strlen(type));
+	buf_adds(&ids->json, ",\"key\":\"");
+	buf_add(&ids->json, keyhex, sizeof(keyhex));
+	buf_adds(&ids->json, "\",\"value\":");
+	if (display)
+		buf_add_json_string(&ids->json, display, strlen(display));
+	else
+		buf_adds(&ids->json, "null");
+	if (previous)
+		buf_adds(&ids->json, ",\"previous\":true");
+	buf_addc(&ids->json, '}');
+	free(display);
+out_free:
+	if (norm != stack)
+		free(norm);
+}
+
+static const char *str_at(json_t *obj, const char *a, const char *b)
+{
+	json_t *v = json_object_get(obj, a);
+
+	if (b)
+		v = json_object_get(v, b);
+	return json_string_value(v);
+}
+
+/* Segment's default identifiers (see docs/api.md, "Identifiers"). */
+static void collect_ids(struct ids *ids, enum ingest_kind kind, json_t *ev,
+			const char *user_id, const char *anonymous_id)
+{
+	json_t *ctx = json_object_get(ev, "context");
+	json_t *ctraits = json_object_get(ctx, "traits");
+	json_t *device = json_object_get(ctx, "device");
+	const char *s;
+
+	if (user_id)
+		ids_add(ids, "user_id", user_id, false);
+	if (anonymous_id)
+		ids_add(ids, "anonymous_id", anonymous_id, false);
+	if ((s = str_at(ev, "traits", "email")))
+		ids_add(ids, "email", s, false);
+	if ((s = json_string_value(json_object_get(ctraits, "email"))))
+		ids_add(ids, "email", s, false);
+	if ((s = str_at(ev, "traits", "phone")))
+		ids_add(ids, "phone", s, false);
+	if ((s = json_string_value(json_object_get(ctraits, "phone"))))
+		ids_add(ids, "phone", s, false);
+
+	const char *dtype = json_string_value(json_object_get(device, "type"));
+
+	if (dtype && (strcasecmp(dtype, "ios") == 0 ||
+		      strcasecmp(dtype, "android") == 0)) {
+		bool ios = strcasecmp(dtype, "ios") == 0;
+
+		if ((s = str_at(device, "id", NULL)))
+			ids_add(ids, ios ? "ios.id" : "android.id", s, false);
+		if (json_is_true(json_object_get(device, "adTrackingEnabled")) &&
+		    (s = str_at(device, "advertisingId", NULL)))
+			ids_add(ids, ios ? "ios.idfa" : "android.idfa", s, false);
+		if ((s = str_at(device, "token", NULL)))
+			ids_add(ids, ios ? "ios.push_token" : "android.push_token",
+				s, false);
+	}
+
+	json_t *ext = json_object_get(ctx, "externalIds");
+	size_t i;
+	json_t *e;
+
+	json_array_foreach(ext, i, e) {
+		const char *id = json_string_value(json_object_get(e, "id"));
+		const char *type = json_string_value(json_object_get(e, "type"));
+		const char *coll = json_string_value(json_object_get(e, "collection"));
+		const char *enc = json_string_value(json_object_get(e, "encoding"));
+		char lower[64];
+		size_t n;
+
+		if (!id || !type || (coll && strcmp(coll, "users") != 0) ||
+		    (enc && strcmp(enc, "none") != 0))
+			continue;
+		n = strlen(type);
+		if (n == 0 || n >= sizeof(lower))
+			continue;
+		for (size_t k = 0; k <= n; k++)
+			lower[k] = (char)tolower((unsigned char)type[k]);
+		ids_add(ids, lower, id, false);
+	}
+
+	if (kind == INGEST_ALIAS) {
+		/* The engine resolves previousId as a user_id, else an anonymous_id. */
+		const char *prev = json_string_value(json_object_get(ev, "previousId"));
+
+		ids_add(ids, "user_id", prev, true);
+		ids_add(ids, "anonymous_id", prev, true);
+	}
+	if (kind == INGEST_GROUP)
+		ids_add(ids, "group_id",
+			json_string_value(json_object_get(ev, "groupId")), false);
+	if (ids->json.len == 0)
+		buf_addc(&ids->json, '[');
+	buf_addc(&ids->json, ']');
+}
+
+/* ---- rows ---- */
+
+static int dump_cb(const char *p, size_t n, void *data)
+{
+	buf_add(data, p, n);
+	return 0;
+}
+
+static void add_row(struct ingest_job *job, int64_t ws, enum ingest_kind kind,
+		    const char *mid, size_t offset)
+{
+	if (job->nrows == job->rows_cap) {
+		job->rows_cap = job->rows_cap ? job->rows_cap * 2 : 8;
+		job->rows = xrealloc(job->rows, xmul(job->rows_cap,
+						     sizeof(*job->rows)));
+	}
+	struct ingest_row *r = &job->rows[job->nrows++];
+
+	r->offset = offset;
+	r->len = job->tuples.len - offset;
+	r->message_id = job->strings.len;
+	r->workspace_id = ws;
+	r->kind = kind;
+	r->stored = false;
+	r->seq = 0;
+	buf_add(&job->strings, mid, strlen(mid) + 1);
+}
+
+static void tuple_time(struct buf *b, bool present, int64_t us)
+{
+	if (present)
+		store_tuple_timestamptz(b, us);
+	else
+		store_tuple_null(b);
+}
+
+/*
+ * Validates one event of the given kind and appends its row to job. On
+ * failure returns WEFT_EINVAL with err set, job untouched, and *masked
+ * telling whether ev was already masked.
+ */
+static int build_event(const struct ingest_context *ctx, enum ingest_kind kind,
+		       json_t *ev, json_t *batch_sent_at, struct ingest_job *job,
+		       struct ingest_error *err, bool *masked)
+{
+	const char *user_id, *anonymous_id, *s;
+	struct ids ids = { .hasher = ctx->hasher };
+	bool has_sent, has_orig, has_ts;
+	int64_t sent_us = 0, orig_us = 0, ts_us = 0;
+	char uuid[37];
+	int rc;
+
+	*masked = false;
+	if ((rc = id_field(ev, "userId", &user_id, err)) ||
+	    (rc = id_field(ev, "anonymousId", &anonymous_id, err)))
+		return rc;
+	if (!user_id && !anonymous_id)
+		return fail(err, INGEST_MISSING_IDENTITY,
+			    "every event needs a 'userId' or an 'anonymousId'");
+	if ((rc = optional_object(ev, "context", err)) ||
+	    (rc = optional_object(ev, "properties", err)) ||
+	    (rc = optional_object(ev, "traits", err)) ||
+	    (rc = optional_object(ev, "integrations", err)))
+		return rc;
+	switch (kind) {
+	case INGEST_TRACK: {
+		json_t *name = json_object_get(ev, "event");
+
+		if (!name || json_is_null(name))
+			return fail(err, INGEST_MISSING_FIELD,
+				    "track events need an 'event' name");
+		if (!json_is_string(name) || !json_string_length(name))
+			return fail(err, INGEST_INVALID_EVENT,
+				    "'event' must be a non-empty string");
+		break;
+	}
+	case INGEST_PAGE:
+	case INGEST_SCREEN: {
+		json_t *name = json_object_get(ev, "name");
+
+		if (name && !json_is_null(name) && !json_is_string(name))
+			return fail(err, INGEST_INVALID_EVENT,
+				    "'name' must be a string");
+		break;
+	}
+	case INGEST_GROUP:
+		if ((rc = id_field(ev, "groupId", &s, err)))
+			return rc;
+		if (!s || !*s)
+			return fail(err, INGEST_MISSING_FIELD,
+				    "group calls need a 'groupId'");
+		break;
+	case INGEST_ALIAS:
+		if ((rc = id_field(ev, "previousId", &s, err)))
+			return rc;
+		if (!s || !*s || !user_id)
+			return fail(err, INGEST_MISSING_FIELD,
+				    "alias calls need a 'previousId' and a 'userId'");
+		break;
+	default:
+		break;
+	}
+
+	json_t *mid = json_object_get(ev, "messageId");
+
+	if (mid && !json_is_null(mid) && !json_is_string(mid)) {
+		if ((rc = id_field(ev, "messageId", &s, err)))
+			return rc;
+		mid = json_object_get(ev, "messageId");
+	}
+	if (!mid || json_is_null(mid) || !json_string_length(mid)) {
+		ingest_uuid4(uuid);
+		json_object_set_new(ev, "messageId", json_string(uuid));
+	} else if (utf8_chars(json_string_value(mid)) > INGEST_MAX_MESSAGE_ID) {
+		return fail(err, INGEST_MESSAGE_ID_TOO_LONG,
+			    "'messageId' is longer than %d characters",
+			    INGEST_MAX_MESSAGE_ID);
+	}
+
+	/*
+	 * Segment's clock-skew correction: the event happened (sentAt -
+	 * originalTimestamp) before the client sent it, so it happened that
+	 * long before the server received it.
+	 */
+	json_t *sent = json_object_get(ev, "sentAt");
+
+	if (!sent || json_is_null(sent))
+		sent = batch_sent_at;
+	if ((rc = time_field(sent, "sentAt", &has_sent, &sent_us, err)) ||
+	    (rc = time_field(json_object_get(ev, "originalTimestamp"),
+			     "originalTimestamp", &has_orig, &orig_us, err)) ||
+	    (rc = time_field(json_object_get(ev, "timestamp"), "timestamp",
+			     &has_ts, &ts_us, err)))
+		return rc;
+	if (!has_orig && has_ts) {
+		has_orig = true;
+		orig_us = ts_us;
+	}
+	if (has_orig)
+		ts_us = has_sent ? ctx->received_at_us - (sent_us - orig_us)
+				 : orig_us;
+	else
+		ts_us = ctx->received_at_us;
+
+	/* Identifiers from the raw values, then mask everything. */
+	buf_init(&ids.json);
+	collect_ids(&ids, kind, ev, user_id, anonymous_id);
+	privacy_mask_event(ctx->policy, ctx->hasher, ev);
+	*masked = true;
+
+	size_t start = job->tuples.len;
+	struct buf *t = &job->tuples;
+	const char *name = json_string_value(json_object_get(
+		ev, kind == INGEST_TRACK ? "event" : "name"));
+	const char *msgid = json_string_value(json_object_get(ev, "messageId"));
+
+	if (!msgid)	/* the policy dropped it; keep the log's key intact */
+		msgid = uuid;
+	store_tuple_begin(t, STORE_EVENT_FIELDS);
+	store_tuple_int8(t, ctx->workspace_id);
+	store_tuple_int8(t, 0);	/* seq: the committer numbers rows */
+	store_tuple_text(t, msgid, strlen(msgid));
+	store_tuple_text(t, kind_names[kind], strlen(kind_names[kind]));
+	if (name && (kind == INGEST_TRACK || kind == INGEST_PAGE ||
+		     kind == INGEST_SCREEN))
+		store_tuple_text(t, name, strlen(name));
+	else
+		store_tuple_null(t);
+	store_tuple_timestamptz(t, ctx->received_at_us);
+	tuple_time(t, has_sent, sent_us);
+	tuple_time(t, has_orig, orig_us);
+	store_tuple_timestamptz(t, ts_us);
+	if (ctx->key_id)
+		store_tuple_int8(t, ctx->key_id);
+	else
+		store_tuple_null(t);
+	store_tuple_jsonb(t, ids.json.data, ids.json.len);
+	buf_release(&ids.json);
+
+	/* The payload is dumped straight into the tuple, its length patched. */
+	size_t len_at = t->len;
+
+	buf_add_be32(t, 0);
+	buf_addc(t, 1);
+	json_dump_callback(ev, dump_cb, t, JSON_COMPACT);
+	size_t plen = t->len - len_at - 5;
+
+	if (plen > INGEST_MAX_EVENT_BYTES) {
+		t->len = start;
+		return fail(err, INGEST_EVENT_TOO_LARGE,
+			    "the event is %zu bytes; the limit is %d bytes",
+			    plen, INGEST_MAX_EVENT_BYTES);
+	}
+	uint32_t be = (uint32_t)(plen + 1);
+	unsigned char *lp = (unsigned char *)t->data + len_at;
+
+	lp[0] = (unsigned char)(be >> 24);
+	lp[1] = (unsigned char)(be >> 16);
+	lp[2] = (unsigned char)(be >> 8);
+	lp[3] = (unsigned char)be;
+	add_row(job, ctx->workspace_id, kind, msgid, start);
+	job->events_by_kind[kind]++;
+	return 0;
+}
+
+static void reject(const struct ingest_context *ctx, struct ingest_job *job,
+		   size_t index, json_t *item, bool masked,
+		   const struct ingest_error *err)
+{
+	struct buf *t = &job->rejected;
+
+	if (job->nrejected == job->rejections_cap) {
+		job->rejections_cap = job->rejections_cap ? job->rejections_cap * 2 : 4;
+		job->rejections = xrealloc(job->rejections,
+			xmul(job->rejections_cap, sizeof(*job->rejections)));
+	}
+	struct ingest_rejection *r = &job->rejections[job->nrejected++];
+
+	r->index = index;
+	r->reason = err->reason;
+	snprintf(r->message, sizeof(r->message), "%s", err->message);
+
+	if (json_is_object(item) && !masked)
+		privacy_mask_event(ctx->policy, ctx->hasher, item);
+	const char *mid = json_string_value(json_object_get(item, "messageId"));
+
+	store_tuple_begin(t, STORE_REJECTED_FIELDS);
+	store_tuple_int8(t, ctx->workspace_id);
+	store_tuple_timestamptz(t, ctx->received_at_us);
+	if (mid && utf8_chars(mid) <= INGEST_MAX_MESSAGE_ID)
+		store_tuple_text(t, mid, strlen(mid));
+	else
+		store_tuple_null(t);
+	store_tuple_int4(t, (int32_t)index);
+	store_tuple_text(t, ingest_reason_code(err->reason),
+			 strlen(ingest_reason_code(err->reason)));
+	store_tuple_text(t, err->message, strlen(err->message));
+
+	/* Keep what can be kept: an oversized event is stored without its body. */
+	if (json_is_object(item) && err->reason != INGEST_EVENT_TOO_LARGE) {
+		size_t len_at = t->len;
+
+		buf_add_be32(t, 0);
+		buf_addc(t, 1);
+		json_dump_callback(item, dump_cb, t, JSON_COMPACT);
+		uint32_t be = (uint32_t)(t->len - len_at - 4);
+		unsigned char *lp = (unsigned char *)t->data + len_at;
+
+		lp[0] = (unsigned char)(be >> 24);
+		lp[1] = (unsigned char)(be >> 16);
+		lp[2] = (unsigned char)(be >> 8);
+		lp[3] = (unsigned char)be;
+	} else {
+		store_tuple_null(t);
+	}
+}
+
+/* Copies batch-level context/integrations keys the item does not set. */
+static void merge_defaults(json_t *item, const char *name, json_t *defaults)
+{
+	json_t *own = json_object_get(item, name);
+	const char *k;
+	json_t *v;
+
+	if (!json_is_object(defaults))
+		return;
+	if (!own || json_is_null(own)) {
+		json_object_set_new(item, name, json_deep_copy(defaults));
+		return;
+	}
+	if (!json_is_object(own))
+		return;	/* validation refuses it */
+	json_object_foreach(defaults, k, v) {
+		if (!json_object_get(own, k))
+			json_object_set_new(own, k, json_deep_copy(v));
+	}
+}
+
+int ingest_build(const struct ingest_context *ctx, json_t *root,
+		 struct ingest_job *job, struct ingest_error *err)
+{
+	bool masked;
+	int rc;
+
+	if (ctx->kind != INGEST_BATCH) {
+		json_object_set_new(root, "type", json_string(kind_names[ctx->kind]));
+		json_object_del(root, "writeKey");
+		rc = build_event(ctx, ctx->kind, root, NULL, job, err, &masked);
+		if (rc)
+			ingest_job_release(job);
+		return rc;
+	}
+
+	json_t *batch = json_object_get(root, "batch");
+	json_t *bctx = json_object_get(root, "context");
+	json_t *bint = json_object_get(root, "integrations");
+	json_t *bsent = json_object_get(root, "sentAt");
+	size_t i;
+	json_t *item;
+
+	if (!json_is_array(batch))
+		return fail(err, INGEST_INVALID_EVENT,
+			    "a batch needs a 'batch' array of events");
+	if (json_array_size(batch) > INGEST_MAX_BATCH_EVENTS)
+		return fail(err, INGEST_BATCH_TOO_LARGE,
+			    "the batch has %zu events; the limit is %d",
+			    json_array_size(batch), INGEST_MAX_BATCH_EVENTS);
+	if ((bctx && !json_is_object(bctx) && !json_is_null(bctx)) ||
+	    (bint && !json_is_object(bint) && !json_is_null(bint)))
+		return fail(err, INGEST_INVALID_EVENT,
+			    "the batch's 'context' and 'integrations' must be "
+			    "objects");
+	if (bsent && json_is_null(bsent))
+		bsent = NULL;
+
+	json_array_foreach(batch, i, item) {
+		struct ingest_error e;
+		enum ingest_kind kind;
+		const char *type = json_string_value(json_object_get(item, "type"));
+
+		if (!json_is_object(item)) {
+			fail(&e, INGEST_INVALID_EVENT,
+			     "batch item %zu is not an object", i);
+			reject(ctx, job, i, item, false, &e);
+			continue;
+		}
+		if (!type || ingest_kind_parse(type, &kind) ||
+		    kind == INGEST_BATCH) {
+			fail(&e, INGEST_INVALID_EVENT,
+			     "batch item %zu needs a 'type': track, identify, "
+			     "page, screen, group or alias", i);
+			reject(ctx, job, i, item, false, &e);
+			continue;
+		}
+		merge_defaults(item, "context", bctx);
+		merge_defaults(item, "integrations", bint);
+		if (build_event(ctx, kind, item, bsent, job, &e, &masked))
+			reject(ctx, job, i, item, masked, &e);
+	}
+	return 0;
+}

@@ -1,0 +1,163 @@
+/*
+ * store: Weft's only door to PostgreSQL. Every other module reaches the
+ * database through these functions; none includes libpq-fe.h.
+ *
+ * A struct store is one connection owned by one thread at a time. It does
+ * not reconnect behind the caller's back: an action that finds the
+ * connection broken returns WEFT_EUNAVAIL, and the owner decides when to
+ * call store_reconnect() (the committer backs off; a CLI command fails).
+ *
+ * The event log is written with binary COPY. Callers build tuples with the
+ * store_tuple_* encoders (cheap, no database needed, any thread), and the
+ * committer hands whole batches to store_log_commit().
+ */
+#ifndef STORE_STORE_H
+#define STORE_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lib/buf.h"
+
+struct store;
+
+/*
+ * Connects to url (a libpq connection string or URI). On failure returns
+ * WEFT_EUNAVAIL and logs why, with the password removed.
+ */
+int store_connect(const char *url, struct store **out);
+void store_free(struct store *s);
+/* Drops and re-opens the connection; 0 or WEFT_EUNAVAIL. */
+int store_reconnect(struct store *s);
+/* A cheap round trip (SELECT 1); 0 or WEFT_EUNAVAIL. */
+int store_ping(struct store *s);
+
+/* ---- schema ---- */
+
+/* The highest migration version this binary carries. */
+int store_schema_known_version(void);
+/* The version recorded in the database, 0 for an empty database. */
+int store_schema_version(struct store *s, int *version);
+/*
+ * Applies every migration newer than the database's, each in its own
+ * transaction, under an advisory lock so two migrators never race.
+ * Refuses (WEFT_ESCHEMA) a database newer than this binary.
+ */
+int store_migrate(struct store *s);
+/*
+ * 0 when the database is at exactly the version this binary knows;
+ * WEFT_ESCHEMA (logged with what to do) when it is older or newer.
+ */
+int store_schema_check(struct store *s);
+
+/* ---- workspaces and API keys ---- */
+
+enum store_role { STORE_ROLE_WRITE, STORE_ROLE_READ, STORE_ROLE_ADMIN };
+
+const char *store_role_name(enum store_role role);
+int store_role_parse(const char *name, enum store_role *role);
+
+/* Finds the workspace called name, creating it when create is true. */
+int store_workspace_get(struct store *s, const char *name, bool create,
+			int64_t *workspace_id, bool *created);
+
+/* Stores a key's SHA-256 (never the key) and a display prefix. */
+int store_key_insert(struct store *s, int64_t workspace_id,
+		     enum store_role role, const uint8_t hash[32],
+		     const char *prefix, int64_t *key_id);
+/* Marks a key revoked; WEFT_ENOTFOUND if there is no such active key. */
+int store_key_revoke(struct store *s, int64_t key_id);
+
+struct store_key {
+	int64_t key_id;
+	int64_t workspace_id;
+	enum store_role role;
+	uint8_t hash[32];
+	char prefix[16];
+	char workspace[64];	/* the workspace's name */
+	char created_at[40];	/* ISO-8601, for listings */
+	bool revoked;
+};
+
+/*
+ * Loads keys (only active ones unless all), optionally of one workspace
+ * (NULL for every workspace). *keys is a malloc'd array the caller frees.
+ */
+int store_keys_load(struct store *s, const char *workspace, bool all,
+		    struct store_key **keys, size_t *n);
+
+/* Loads every workspace's privacy policy JSON; see store_policy_row. */
+struct store_policy_row {
+	int64_t workspace_id;
+	char *policy_json;	/* malloc'd */
+};
+int store_policies_load(struct store *s, struct store_policy_row **rows,
+			size_t *n);
+void store_policy_rows_free(struct store_policy_row *rows, size_t n);
+/* Saves a workspace's policy (replacing the previous one). */
+int store_policy_save(struct store *s, int64_t workspace_id,
+		      const char *policy_json);
+
+/* ---- binary COPY tuples ---- */
+
+/*
+ * Encoders for PostgreSQL's binary COPY format. A tuple is
+ * store_tuple_begin() followed by exactly that many field encoders.
+ * Timestamps are microseconds since the Unix epoch (UTC).
+ */
+void store_tuple_begin(struct buf *b, int nfields);
+void store_tuple_null(struct buf *b);
+void store_tuple_int4(struct buf *b, int32_t v);
+void store_tuple_int8(struct buf *b, int64_t v);
+void store_tuple_text(struct buf *b, const char *s, size_t n);
+void store_tuple_jsonb(struct buf *b, const char *json, size_t n);
+void store_tuple_timestamptz(struct buf *b, int64_t unix_us);
+/* Writes an int8 into a tuple already built, at a byte offset. */
+void store_tuple_patch_int8(struct buf *b, size_t offset, int64_t v);
+
+/* ---- the event log ---- */
+
+/*
+ * The column order of an event tuple (STORE_EVENT_FIELDS fields):
+ * workspace_id, seq, message_id, type, event, received_at, sent_at,
+ * original_timestamp, timestamp, key_id, identifiers, payload.
+ * The seq field's value is written by the committer; STORE_EVENT_SEQ_OFFSET
+ * is where its 8 bytes start, counted from the tuple's first byte.
+ */
+#define STORE_EVENT_FIELDS 12
+#define STORE_EVENT_SEQ_OFFSET (2 + 4 + 8 + 4)
+
+/*
+ * The column order of a rejected-event tuple (STORE_REJECTED_FIELDS):
+ * workspace_id, received_at, message_id, batch_index, code, message,
+ * payload.
+ */
+#define STORE_REJECTED_FIELDS 7
+
+/* One event in a commit batch: its tuple inside a caller's buffer. */
+struct store_log_row {
+	const char *tuple;	/* not copied */
+	size_t len;
+	int64_t workspace_id;
+	const char *message_id;	/* NUL-terminated; not copied */
+	bool stored;		/* out: true if new, false if a duplicate */
+	int64_t seq;		/* out: the sequence number it was given */
+};
+
+/* The highest sequence number ever handed out (log_head). */
+int store_log_last_seq(struct store *s, int64_t *seq);
+
+/*
+ * Commits a batch in one transaction: the events whose (workspace,
+ * messageId) are not stored yet (duplicates inside the batch count once),
+ * numbered from *last_seq + 1 in batch order, and the rejected-event
+ * tuples. On success *last_seq is advanced and each row's stored and seq
+ * are set. Nothing is written on failure (WEFT_EUNAVAIL when the
+ * connection broke, whose outcome is unknown; WEFT_EIO otherwise).
+ */
+int store_log_commit(struct store *s, struct store_log_row *rows, size_t n,
+		     const struct buf *rejected, size_t nrejected,
+		     int64_t *last_seq);
+
+#endif
