@@ -239,6 +239,19 @@ static void reply_text_json(struct http_request *req, int status,
 	http_reply(req, status, "application/json", json, strlen(json));
 }
 
+static void handle_readyz(struct api *a, struct http_request *req)
+{
+	if (a->db_ready && ingest_pipeline_ready(a->pipeline)) {
+		reply_text_json(req, 200, "{\"status\":\"ready\"}");
+		return;
+	}
+	http_reply_add_header(req, "Retry-After", "2");
+	http_reply_json_error(req, 503, "not_ready",
+		a->db_ready ? "the event log has no database connection yet"
+			    : "the database is unreachable or its schema is not "
+			      "current");
+}
+
 static void handle(struct http_request *req, void *arg)
 {
 	struct api *a = arg;
@@ -267,21 +280,12 @@ static void handle(struct http_request *req, void *arg)
 			http_reply_add_header(req, "Allow", "GET");
 			http_reply_json_error(req, 405, "method_not_allowed",
 					      "use GET");
-			return;
-		}
-		if (path[1] == 'h') {
+		} else if (strcmp(path, "/healthz") == 0) {
 			reply_text_json(req, 200, "{\"status\":\"ok\"}");
-		} else if (path[1] == 'm') {
+		} else if (strcmp(path, "/metrics") == 0) {
 			api_metrics_reply(a, req);
-		} else if (a->db_ready && ingest_pipeline_ready(a->pipeline)) {
-			reply_text_json(req, 200, "{\"status\":\"ready\"}");
 		} else {
-			http_reply_add_header(req, "Retry-After", "2");
-			http_reply_json_error(req, 503, "not_ready",
-				a->db_ready ? "the event log has no database "
-					      "connection yet"
-					    : "the database is unreachable or its "
-					      "schema is not current");
+			handle_readyz(a, req);
 		}
 		return;
 	}

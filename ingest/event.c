@@ -66,6 +66,28 @@ static int fail(struct ingest_error *err, enum ingest_reason reason,
 	return WEFT_EINVAL;
 }
 
+/* Says what is wrong in words for the sender, not jansson's. */
+static const char *json_problem(const json_error_t *je)
+{
+	switch (json_error_code(je)) {
+	case json_error_premature_end_of_input:
+		return "it ends too early (truncated?)";
+	case json_error_invalid_utf8:
+		return "it is not valid UTF-8";
+	case json_error_null_character:
+		return "a string contains \\u0000, which cannot be stored";
+	case json_error_numeric_overflow:
+		return "a number is too large (integers must fit in 64 bits, "
+		       "reals in a double)";
+	case json_error_stack_overflow:
+		return "it is nested deeper than 2048 levels";
+	case json_error_end_of_input_expected:
+		return "there is more after the JSON value";
+	default:
+		return "it has a syntax error";
+	}
+}
+
 int ingest_parse(const char *body, size_t len, json_t **root,
 		 struct ingest_error *err)
 {
@@ -79,7 +101,7 @@ int ingest_parse(const char *body, size_t len, json_t **root,
 	if (!j)
 		return fail(err, INGEST_INVALID_JSON,
 			    "the body is not valid JSON: %s (line %d, column %d)",
-			    je.text, je.line, je.column);
+			    json_problem(&je), je.line, je.column);
 	if (!json_is_object(j)) {
 		json_decref(j);
 		return fail(err, INGEST_INVALID_EVENT,

@@ -218,7 +218,7 @@ static int copy_in(struct store *s, const char *sql, const char *data,
 	    PQputCopyEnd(s->conn, NULL) != 1)
 		return store_check(s, NULL, PGRES_COMMAND_OK, what);
 	res = PQgetResult(s->conn);
-	rc = store_check(s, res, PGRES_COMMAND_OK, what);
+	rc = store_check_unique(s, res, PGRES_COMMAND_OK, what);
 	PQclear(res);
 	/* Drain: a COPY leaves exactly one result, then NULL. */
 	while ((res = PQgetResult(s->conn)) != NULL)
@@ -235,14 +235,77 @@ static int exec_cmd(struct store *s, const char *sql)
 	return rc;
 }
 
+/*
+ * Builds the COPY stream of the rows still marked stored, numbering them
+ * from seq + 1; returns how many.
+ */
+static size_t build_copy(struct buf *copy, struct store_log_row *rows,
+			 size_t n, int64_t seq)
+{
+	size_t nstored = 0;
+
+	buf_reset(copy);
+	buf_add(copy, copy_header, sizeof(copy_header));
+	for (size_t i = 0; i < n; i++) {
+		if (!rows[i].stored)
+			continue;
+		size_t at = copy->len;
+
+		rows[i].seq = ++seq;
+		buf_add(copy, rows[i].tuple, rows[i].len);
+		store_tuple_patch_int8(copy, at + STORE_EVENT_SEQ_OFFSET,
+				       rows[i].seq);
+		nstored++;
+	}
+	buf_add_be16(copy, 0xffff);
+	return nstored;
+}
+
+/* How many commits probe first after a duplicate was found by the index. */
+#define PROBE_AFTER_CONFLICT 64
+
+static int copy_events(struct store *s, struct store_log_row *rows, size_t n,
+		       struct idset *set, int64_t seq, struct buf *copy)
+{
+	static const char sql[] = "COPY events FROM STDIN (FORMAT binary)";
+	int rc;
+
+	if (s->probe_first > 0) {
+		s->probe_first--;
+		rc = probe_existing(s, rows, n, set);
+		if (rc)
+			return rc;
+		if (!build_copy(copy, rows, n, seq))
+			return 0;
+		return copy_in(s, sql, copy->data, copy->len, "copy events");
+	}
+	/* Optimistic: the unique index is the duplicate check. */
+	if (!build_copy(copy, rows, n, seq))
+		return 0;
+	rc = exec_cmd(s, "SAVEPOINT weft_copy");
+	if (rc)
+		return rc;
+	rc = copy_in(s, sql, copy->data, copy->len, "copy events");
+	if (rc != WEFT_ECONFLICT)
+		return rc;
+	s->probe_first = PROBE_AFTER_CONFLICT;
+	rc = exec_cmd(s, "ROLLBACK TO SAVEPOINT weft_copy");
+	if (rc)
+		return rc;
+	rc = probe_existing(s, rows, n, set);
+	if (rc)
+		return rc;
+	if (!build_copy(copy, rows, n, seq))
+		return 0;
+	return copy_in(s, sql, copy->data, copy->len, "copy events");
+}
+
 int store_log_commit(struct store *s, struct store_log_row *rows, size_t n,
 		     const struct buf *rejected, size_t nrejected,
 		     int64_t *last_seq)
 {
 	struct idset set;
 	struct buf copy = BUF_INIT;
-	int64_t seq = *last_seq;
-	size_t nstored = 0;
 	int rc;
 
 	if (!s->conn)
@@ -251,33 +314,16 @@ int store_log_commit(struct store *s, struct store_log_row *rows, size_t n,
 	for (size_t i = 0; i < n; i++) {
 		long first = idset_add(&set, rows, i);
 
-		rows[i].stored = first < 0;
+		rows[i].stored = first < 0;	/* in-batch duplicates count once */
 		rows[i].seq = 0;
 	}
 	rc = exec_cmd(s, "BEGIN");
 	if (rc)
 		goto out_free;
 	if (n) {
-		rc = probe_existing(s, rows, n, &set);
-		if (rc)
-			goto out_rollback;
-	}
-	buf_add(&copy, copy_header, sizeof(copy_header));
-	for (size_t i = 0; i < n; i++) {
-		if (!rows[i].stored)
-			continue;
-		size_t at = copy.len;
-
-		rows[i].seq = ++seq;
-		buf_add(&copy, rows[i].tuple, rows[i].len);
-		store_tuple_patch_int8(&copy, at + STORE_EVENT_SEQ_OFFSET,
-				       rows[i].seq);
-		nstored++;
-	}
-	buf_add_be16(&copy, 0xffff);
-	if (nstored) {
-		rc = copy_in(s, "COPY events FROM STDIN (FORMAT binary)",
-			     copy.data, copy.len, "copy events");
+		rc = copy_events(s, rows, n, &set, *last_seq, &copy);
+		if (rc == WEFT_ECONFLICT)	/* a concurrent writer; retry later */
+			rc = WEFT_EIO;
 		if (rc)
 			goto out_rollback;
 	}
@@ -296,7 +342,9 @@ int store_log_commit(struct store *s, struct store_log_row *rows, size_t n,
 	rc = exec_cmd(s, "COMMIT");
 	if (rc)
 		goto out_free;
-	*last_seq = seq;
+	for (size_t i = 0; i < n; i++)
+		if (rows[i].stored && rows[i].seq > *last_seq)
+			*last_seq = rows[i].seq;
 	goto out_free;
 
 out_rollback:

@@ -16,6 +16,17 @@
 /* Any number: the key of the advisory lock migrators take. */
 #define MIGRATE_LOCK_KEY 0x77656674
 
+int store_check_unique(struct store *s, PGresult *res, ExecStatusType want,
+		       const char *what)
+{
+	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+
+	if (res && PQresultStatus(res) != want && state &&
+	    strcmp(state, "23505") == 0)
+		return WEFT_ECONFLICT;
+	return store_check(s, res, want, what);
+}
+
 int store_check(struct store *s, PGresult *res, ExecStatusType want,
 		const char *what)
 {

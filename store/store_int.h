@@ -11,6 +11,13 @@
 struct store {
 	PGconn *conn;
 	char *url;
+	/*
+	 * Commits left that look duplicates up before the COPY. Normally 0:
+	 * the COPY goes straight in and the unique index finds duplicates.
+	 * After one is found, retries tend to come in bursts, so the next
+	 * commits probe first.
+	 */
+	int probe_first;
 };
 
 struct store_migration {
@@ -30,5 +37,9 @@ extern const int store_migration_count;
  */
 int store_check(struct store *s, PGresult *res, ExecStatusType want,
 		const char *what);
+/* The same, but a unique violation (23505) is not logged: it returns
+ * WEFT_ECONFLICT for the caller to handle. */
+int store_check_unique(struct store *s, PGresult *res, ExecStatusType want,
+		       const char *what);
 
 #endif
