@@ -63,7 +63,7 @@ $(BUILD)/weft: $(BUILD)/weft.o $(LIBWEFT)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(ALLOC_LIBS)
 
 weft: $(BUILD)/weft
-	cp $< $@
+	cp $< $@.tmp && chmod 755 $@.tmp && mv -f $@.tmp $@
 
 $(BUILD)/tests/%_test: $(BUILD)/tests/unit/%_test.o $(LIBWEFT)
 	@mkdir -p $(dir $@)
@@ -89,5 +89,73 @@ asan: bootstrap
 
 clean:
 	rm -rf build weft
+
+# ---- fuzz (tests/fuzz): fuzz-replay for make test, fuzz for long runs ----
+# Every tests/fuzz/fuzz_NAME.c is a libFuzzer harness (tests/fuzz/fuzz.h).
+# fuzz-replay links each, with this build's compiler and flags, to
+# tests/fuzz/replay.c as $(BUILD)/fuzz/replay/NAME, which replays the corpus
+# tests/fuzz/corpus/NAME (scripts/test-all runs every program there).
+# `make fuzz` builds Weft and the harnesses again with clang, libFuzzer,
+# ASan and UBSan in build/libfuzzer (system allocator), then
+# tests/fuzz/fuzz-run fuzzes each for FUZZ_SECONDS and merges what it found
+# into its corpus, minimised; `make fuzz-merge` only minimises. Pick
+# harnesses with FUZZ_NAMES, e.g. make fuzz FUZZ_NAMES=http FUZZ_SECONDS=600;
+# FUZZ_FLAGS adds libFuzzer flags, e.g. "-fork=2 -ignore_crashes=1".
+FUZZ_ALL := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_NAMES ?= $(FUZZ_ALL)
+FUZZ_SECONDS ?= 60
+FUZZ_BUILD := build/libfuzzer
+FUZZ_REPLAYS := $(FUZZ_ALL:%=$(BUILD)/fuzz/replay/%)
+FUZZ_REPLAY_OBJS := $(FUZZ_ALL:%=$(BUILD)/tests/fuzz/replay_%.o)
+FUZZ_BINS := $(FUZZ_ALL:%=$(BUILD)/fuzz/%)
+FUZZ_TO_LIBFUZZER := $(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=clang \
+	SANITIZE=fuzzer-no-link,address,undefined
+
+.PHONY: fuzz-replay fuzz-build fuzz-merge
+fuzz-replay: $(FUZZ_REPLAYS)
+
+$(FUZZ_REPLAY_OBJS): $(BUILD)/tests/fuzz/replay_%.o: tests/fuzz/replay.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -DFUZZ_NAME='"$*"' -c -o $@ $<
+
+$(FUZZ_REPLAYS): $(BUILD)/fuzz/replay/%: $(BUILD)/tests/fuzz/fuzz_%.o \
+		$(BUILD)/tests/fuzz/replay_%.o $(LIBWEFT)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+# The libFuzzer binaries; only meaningful in the clang build fuzz makes.
+fuzz-build: $(FUZZ_BINS)
+
+$(FUZZ_BINS): $(BUILD)/fuzz/%: $(BUILD)/tests/fuzz/fuzz_%.o $(LIBWEFT)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(PKG_LIBS)
+
+fuzz: bootstrap
+	@$(FUZZ_TO_LIBFUZZER) fuzz-build
+	@FUZZ_FLAGS='$(FUZZ_FLAGS)' tests/fuzz/fuzz-run $(FUZZ_BUILD)/fuzz $(FUZZ_SECONDS) \
+		$(FUZZ_NAMES)
+
+fuzz-merge:
+	@$(FUZZ_TO_LIBFUZZER) fuzz-build
+	@tests/fuzz/fuzz-run --merge $(FUZZ_BUILD)/fuzz $(FUZZ_NAMES)
+
+# ---- benchmarks (bench/): make bench-NAME ----
+# bench-ingest: Weft's durable events/s against PostgreSQL's COPY ceiling,
+# measured in the same run (docs/benchmarks.md). bench/ingest builds what it
+# needs through bench-programs.
+BENCH_BINS := $(BUILD)/bench/loadgen $(BUILD)/bench/copy_ceiling
+
+$(BUILD)/bench/loadgen: $(BUILD)/bench/loadgen.o $(BUILD)/bench/gen.o
+	$(CC) $(LDFLAGS) -o $@ $^
+
+$(BUILD)/bench/copy_ceiling: $(BUILD)/bench/copy_ceiling.o $(BUILD)/bench/gen.o $(LIBWEFT)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(ALLOC_LIBS)
+
+.PHONY: bench-programs bench-ingest
+bench-programs: $(BENCH_BINS)
+
+bench-ingest:
+	@bench/ingest
+
 
 -include $(wildcard $(BUILD)/*.d $(BUILD)/*/*.d $(BUILD)/*/*/*.d)

@@ -7,12 +7,14 @@
 #include "cmd/cmd.h"
 
 #include <event2/event.h>
+#include <errno.h>
 #include <event2/thread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "api/api.h"
 #include "ingest/ingest.h"
@@ -29,11 +31,67 @@ static const char usage[] =
 	"\n"
 	"options:\n"
 	"  --listen HOST:PORT   address (env WEFT_LISTEN, default 127.0.0.1:8080)\n"
+	"  --max-connections N  open connections; beyond: 503 (default 4096)\n"
+	"  --max-inflight-requests N\n"
+	"                       requests being processed or committed (4096)\n"
+	"  --max-inflight-bytes N\n"
+	"                       their body bytes (67108864)\n"
+	"  --max-queued-events N\n"
+	"                       events waiting for a commit (50000)\n"
+	"  --shutdown-timeout S seconds SIGTERM waits for in-flight commits\n"
+	"                       before exiting 1 without them (30)\n"
+	"Each also reads WEFT_<NAME> from the environment, e.g.\n"
+	"WEFT_MAX_QUEUED_EVENTS.\n"
 	CMD_COMMON_HELP;
+
+enum {
+	OPT_MAX_CONNECTIONS = CMD_OPT_FIRST_OWN,
+	OPT_MAX_INFLIGHT_REQUESTS,
+	OPT_MAX_INFLIGHT_BYTES,
+	OPT_MAX_QUEUED_EVENTS,
+	OPT_SHUTDOWN_TIMEOUT,
+};
+
+/* The serve-only numeric settings, by option and environment name. */
+static const struct {
+	int opt;
+	const char *flag;
+	const char *env;
+} limits[] = {
+	{ OPT_MAX_CONNECTIONS, "max-connections", "WEFT_MAX_CONNECTIONS" },
+	{ OPT_MAX_INFLIGHT_REQUESTS, "max-inflight-requests",
+	  "WEFT_MAX_INFLIGHT_REQUESTS" },
+	{ OPT_MAX_INFLIGHT_BYTES, "max-inflight-bytes", "WEFT_MAX_INFLIGHT_BYTES" },
+	{ OPT_MAX_QUEUED_EVENTS, "max-queued-events", "WEFT_MAX_QUEUED_EVENTS" },
+	{ OPT_SHUTDOWN_TIMEOUT, "shutdown-timeout", "WEFT_SHUTDOWN_TIMEOUT" },
+};
+
+struct serve_limits {
+	unsigned long long value[5];	/* by limits[] index; 0: default */
+};
+
+static int parse_count(const char *name, const char *text,
+		       unsigned long long *out)
+{
+	char *end;
+	unsigned long long v;
+
+	errno = 0;
+	v = strtoull(text, &end, 10);
+	if (errno || end == text || *end || v == 0 || text[0] == '-') {
+		fprintf(stderr, "weft serve: %s wants a positive whole number, "
+			"not '%s'\n", name, text);
+		return WEFT_EINVAL;
+	}
+	*out = v;
+	return 0;
+}
 
 struct serve {
 	struct event_base *base;
 	struct api *api;
+	struct event *deadline;
+	int shutdown_timeout_s;
 	bool stopping;
 };
 
@@ -72,15 +130,35 @@ static void on_drained(void *arg)
 	event_base_loopexit(sv->base, NULL);
 }
 
+/*
+ * The database stopped answering mid-commit: the requests still waiting
+ * were never acknowledged, so leaving without them loses nothing; their
+ * clients retry. Waiting for ever would keep a stuck process around.
+ */
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct serve *sv = arg;
+
+	(void)fd;
+	(void)what;
+	log_error("shutdown_timeout", "seconds=%d msg=\"in-flight commits did "
+		  "not finish; exiting without answering them (none was "
+		  "acknowledged)\"", sv->shutdown_timeout_s);
+	_exit(1);
+}
+
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct serve *sv = arg;
+	struct timeval tv = { sv->shutdown_timeout_s, 0 };
 
 	(void)what;
 	if (sv->stopping)
 		return;
 	sv->stopping = true;
 	log_info("shutdown", "signal=%d", (int)sig);
+	sv->deadline = evtimer_new(sv->base, on_deadline, sv);
+	evtimer_add(sv->deadline, &tv);
 	api_shutdown(sv->api, on_drained, sv);
 }
 
@@ -99,7 +177,20 @@ static bool wait_ready(struct ingest_pipeline *p)
 
 int cmd_serve(int argc, char **argv)
 {
-	static const struct option opts[] = { CMD_COMMON_OPTIONS, { 0 } };
+	static const struct option opts[] = {
+		CMD_COMMON_OPTIONS,
+		{ "max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS },
+		{ "max-inflight-requests", required_argument, NULL,
+		  OPT_MAX_INFLIGHT_REQUESTS },
+		{ "max-inflight-bytes", required_argument, NULL,
+		  OPT_MAX_INFLIGHT_BYTES },
+		{ "max-queued-events", required_argument, NULL,
+		  OPT_MAX_QUEUED_EVENTS },
+		{ "shutdown-timeout", required_argument, NULL,
+		  OPT_SHUTDOWN_TIMEOUT },
+		{ 0 },
+	};
+	struct serve_limits lim = { { 0 } };
 	struct ingest_pipeline_config pcfg = { 0 };
 	struct ingest_pipeline *pipeline = NULL;
 	struct privacy_master *master = NULL;
@@ -111,10 +202,23 @@ int cmd_serve(int argc, char **argv)
 	int opt, rc, status = 1;
 
 	cmd_config_defaults(&cfg);
+	for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
+		const char *v = getenv(limits[i].env);
+
+		if (v && *v && parse_count(limits[i].env, v, &lim.value[i]))
+			return 2;
+	}
 	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (opt == CMD_OPT_HELP) {
 			fputs(usage, stdout);
 			return 0;
+		}
+		if (opt >= OPT_MAX_CONNECTIONS && opt <= OPT_SHUTDOWN_TIMEOUT) {
+			size_t i = (size_t)(opt - OPT_MAX_CONNECTIONS);
+
+			if (parse_count(limits[i].flag, optarg, &lim.value[i]))
+				return 2;
+			continue;
 		}
 		if (cmd_config_option(&cfg, opt, optarg) != 1) {
 			fputs(usage, stderr);
@@ -131,6 +235,14 @@ int cmd_serve(int argc, char **argv)
 	}
 	acfg.listen_host = host[0] ? host : NULL;
 	acfg.database_url = cfg.database_url;
+	if (lim.value[0])
+		acfg.max_connections = (unsigned)lim.value[0];
+	if (lim.value[1])
+		acfg.max_inflight_requests = lim.value[1];
+	if (lim.value[2])
+		acfg.max_inflight_bytes = lim.value[2];
+	pcfg.max_queued_rows = lim.value[3];
+	sv.shutdown_timeout_s = lim.value[4] ? (int)lim.value[4] : 30;
 	if (privacy_master_load(cfg.pii_key_file, &master)) {
 		fprintf(stderr, "weft serve: cannot use the PII master key '%s'; "
 			"create one with 'weft pii-key create FILE' (make run "
@@ -174,6 +286,8 @@ out_free:
 		event_free(sigterm);
 	if (sigint)
 		event_free(sigint);
+	if (sv.deadline)
+		event_free(sv.deadline);
 	ingest_pipeline_stop(pipeline);
 	api_free(sv.api);
 	ingest_pipeline_free(pipeline);

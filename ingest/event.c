@@ -18,6 +18,7 @@
 #include <strings.h>
 
 #include "lib/alloc.h"
+#include "lib/digest.h"
 #include "lib/err.h"
 #include "privacy/privacy.h"
 
@@ -97,7 +98,7 @@ int ingest_parse(const char *body, size_t len, json_t **root,
 	if (len == 0)
 		return fail(err, INGEST_INVALID_JSON, "the request body is empty; "
 			    "send a JSON object");
-	j = json_loadb(body, len, 0, &je);
+	j = json_loadb(body, len, JSON_DECODE_ANY, &je);
 	if (!j)
 		return fail(err, INGEST_INVALID_JSON,
 			    "the body is not valid JSON: %s (line %d, column %d)",
@@ -261,13 +262,9 @@ out_free:
 		free(norm);
 }
 
-static const char *str_at(json_t *obj, const char *a, const char *b)
+static const char *str_of(json_t *obj, const char *key)
 {
-	json_t *v = json_object_get(obj, a);
-
-	if (b)
-		v = json_object_get(v, b);
-	return json_string_value(v);
+	return json_string_value(json_object_get(obj, key));
 }
 
 /* Segment's default identifiers (see docs/api.md, "Identifiers"). */
@@ -279,17 +276,20 @@ static void collect_ids(struct ids *ids, enum ingest_kind kind, json_t *ev,
 	json_t *device = json_object_get(ctx, "device");
 	const char *s;
 
+	/* A group call's traits describe the group, not the user. */
+	json_t *traits = kind == INGEST_GROUP ? NULL : json_object_get(ev, "traits");
+
 	if (user_id)
 		ids_add(ids, "user_id", user_id, false);
 	if (anonymous_id)
 		ids_add(ids, "anonymous_id", anonymous_id, false);
-	if ((s = str_at(ev, "traits", "email")))
+	if ((s = str_of(traits, "email")))
 		ids_add(ids, "email", s, false);
-	if ((s = json_string_value(json_object_get(ctraits, "email"))))
+	if ((s = str_of(ctraits, "email")))
 		ids_add(ids, "email", s, false);
-	if ((s = str_at(ev, "traits", "phone")))
+	if ((s = str_of(traits, "phone")))
 		ids_add(ids, "phone", s, false);
-	if ((s = json_string_value(json_object_get(ctraits, "phone"))))
+	if ((s = str_of(ctraits, "phone")))
 		ids_add(ids, "phone", s, false);
 
 	const char *dtype = json_string_value(json_object_get(device, "type"));
@@ -298,12 +298,12 @@ static void collect_ids(struct ids *ids, enum ingest_kind kind, json_t *ev,
 		      strcasecmp(dtype, "android") == 0)) {
 		bool ios = strcasecmp(dtype, "ios") == 0;
 
-		if ((s = str_at(device, "id", NULL)))
+		if ((s = str_of(device, "id")))
 			ids_add(ids, ios ? "ios.id" : "android.id", s, false);
 		if (json_is_true(json_object_get(device, "adTrackingEnabled")) &&
-		    (s = str_at(device, "advertisingId", NULL)))
+		    (s = str_of(device, "advertisingId")))
 			ids_add(ids, ios ? "ios.idfa" : "android.idfa", s, false);
-		if ((s = str_at(device, "token", NULL)))
+		if ((s = str_of(device, "token")))
 			ids_add(ids, ios ? "ios.push_token" : "android.push_token",
 				s, false);
 	}
@@ -382,13 +382,42 @@ static void tuple_time(struct buf *b, bool present, int64_t us)
 		store_tuple_null(b);
 }
 
+/* The range PostgreSQL's timestamptz and our parser agree on: years 1-9999. */
+#define MIN_TIME_US (-62135596800LL * 1000000)
+#define MAX_TIME_US (253402300800LL * 1000000 - 1)
+
+/*
+ * The messageId as stored: unchanged, unless a detector finds personal
+ * data in it; then a keyed hash of the whole value, so a retry of the same
+ * event still deduplicates and two ids never collapse into one. Takes the
+ * reference to raw; returns a new one.
+ */
+static json_t *mask_message_id(const struct ingest_context *ctx, json_t *raw)
+{
+	const char *s = json_string_value(raw);
+	size_t len = json_string_length(raw);
+	char *masked = privacy_mask_text(ctx->policy, ctx->hasher, s, len);
+	uint8_t key[PRIVACY_KEY_BYTES];
+	char text[2 + 2 * PRIVACY_KEY_BYTES + 1] = "h:";
+
+	if (strlen(masked) == len && memcmp(masked, s, len) == 0) {
+		free(masked);
+		return raw;
+	}
+	free(masked);
+	privacy_identifier_key(ctx->hasher, "message_id", s, len, key);
+	hex_encode(key, sizeof(key), text + 2);
+	json_decref(raw);
+	return json_string(text);
+}
+
 /*
  * Validates one event of the given kind and appends its row to job. On
  * failure returns WEFT_EINVAL with err set, job untouched, and *masked
  * telling whether ev was already masked.
  */
 static int build_event(const struct ingest_context *ctx, enum ingest_kind kind,
-		       json_t *ev, json_t *batch_sent_at, struct ingest_job *job,
+		       json_t *ev, const int64_t *batch_sent_us, struct ingest_job *job,
 		       struct ingest_error *err, bool *masked)
 {
 	const char *user_id, *anonymous_id, *s;
@@ -441,7 +470,7 @@ static int build_event(const struct ingest_context *ctx, enum ingest_kind kind,
 	case INGEST_ALIAS:
 		if ((rc = id_field(ev, "previousId", &s, err)))
 			return rc;
-		if (!s || !*s || !user_id)
+		if (!s || !*s || !user_id || !*user_id)
 			return fail(err, INGEST_MISSING_FIELD,
 				    "alias calls need a 'previousId' and a 'userId'");
 		break;
@@ -456,7 +485,9 @@ static int build_event(const struct ingest_context *ctx, enum ingest_kind kind,
 			return rc;
 		mid = json_object_get(ev, "messageId");
 	}
-	if (!mid || json_is_null(mid) || !json_string_length(mid)) {
+	bool generated = !mid || json_is_null(mid) || !json_string_length(mid);
+
+	if (generated) {
 		ingest_uuid4(uuid);
 		json_object_set_new(ev, "messageId", json_string(uuid));
 	} else if (utf8_chars(json_string_value(mid)) > INGEST_MAX_MESSAGE_ID) {
@@ -470,16 +501,17 @@ static int build_event(const struct ingest_context *ctx, enum ingest_kind kind,
 	 * originalTimestamp) before the client sent it, so it happened that
 	 * long before the server received it.
 	 */
-	json_t *sent = json_object_get(ev, "sentAt");
-
-	if (!sent || json_is_null(sent))
-		sent = batch_sent_at;
-	if ((rc = time_field(sent, "sentAt", &has_sent, &sent_us, err)) ||
+	if ((rc = time_field(json_object_get(ev, "sentAt"), "sentAt", &has_sent,
+			     &sent_us, err)) ||
 	    (rc = time_field(json_object_get(ev, "originalTimestamp"),
 			     "originalTimestamp", &has_orig, &orig_us, err)) ||
 	    (rc = time_field(json_object_get(ev, "timestamp"), "timestamp",
 			     &has_ts, &ts_us, err)))
 		return rc;
+	if (!has_sent && batch_sent_us) {
+		has_sent = true;
+		sent_us = *batch_sent_us;
+	}
 	if (!has_orig && has_ts) {
 		has_orig = true;
 		orig_us = ts_us;
@@ -489,11 +521,26 @@ static int build_event(const struct ingest_context *ctx, enum ingest_kind kind,
 				 : orig_us;
 	else
 		ts_us = ctx->received_at_us;
+	if (ts_us < MIN_TIME_US || ts_us > MAX_TIME_US)
+		return fail(err, INGEST_INVALID_TIMESTAMP,
+			    "the corrected timestamp, receivedAt - (sentAt - "
+			    "originalTimestamp), falls outside the years 1-9999; "
+			    "check the client's clock");
 
-	/* Identifiers from the raw values, then mask everything. */
+	/*
+	 * Identifiers from the raw values, then mask everything but the
+	 * messageId, which is the dedupe key and must not change (nor two
+	 * become one, as IP truncation would make them).
+	 */
 	buf_init(&ids.json);
 	collect_ids(&ids, kind, ev, user_id, anonymous_id);
+
+	json_t *raw_mid = json_incref(json_object_get(ev, "messageId"));
+
+	json_object_del(ev, "messageId");
 	privacy_mask_event(ctx->policy, ctx->hasher, ev);
+	json_object_set_new(ev, "messageId",
+			    generated ? raw_mid : mask_message_id(ctx, raw_mid));
 	*masked = true;
 
 	size_t start = job->tuples.len;
@@ -502,8 +549,6 @@ static int build_event(const struct ingest_context *ctx, enum ingest_kind kind,
 		ev, kind == INGEST_TRACK ? "event" : "name"));
 	const char *msgid = json_string_value(json_object_get(ev, "messageId"));
 
-	if (!msgid)	/* the policy dropped it; keep the log's key intact */
-		msgid = uuid;
 	store_tuple_begin(t, STORE_EVENT_FIELDS);
 	store_tuple_int8(t, ctx->workspace_id);
 	store_tuple_int8(t, 0);	/* seq: the committer numbers rows */
@@ -642,7 +687,8 @@ int ingest_build(const struct ingest_context *ctx, json_t *root,
 	json_t *batch = json_object_get(root, "batch");
 	json_t *bctx = json_object_get(root, "context");
 	json_t *bint = json_object_get(root, "integrations");
-	json_t *bsent = json_object_get(root, "sentAt");
+	int64_t bsent_us;
+	bool has_bsent;
 	size_t i;
 	json_t *item;
 
@@ -658,8 +704,9 @@ int ingest_build(const struct ingest_context *ctx, json_t *root,
 		return fail(err, INGEST_INVALID_EVENT,
 			    "the batch's 'context' and 'integrations' must be "
 			    "objects");
-	if (bsent && json_is_null(bsent))
-		bsent = NULL;
+	if (time_field(json_object_get(root, "sentAt"), "sentAt", &has_bsent,
+		       &bsent_us, err))
+		return WEFT_EINVAL;
 
 	json_array_foreach(batch, i, item) {
 		struct ingest_error e;
@@ -682,7 +729,9 @@ int ingest_build(const struct ingest_context *ctx, json_t *root,
 		}
 		merge_defaults(item, "context", bctx);
 		merge_defaults(item, "integrations", bint);
-		if (build_event(ctx, kind, item, bsent, job, &e, &masked))
+		json_object_del(item, "writeKey");
+		if (build_event(ctx, kind, item, has_bsent ? &bsent_us : NULL, job,
+				&e, &masked))
 			reject(ctx, job, i, item, masked, &e);
 	}
 	return 0;

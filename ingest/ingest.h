@@ -167,11 +167,18 @@ struct ingest_pipeline_config {
 
 /*
  * Called on the committer thread after each commit with the batch's rows
- * in sequence order (duplicates have stored == false). The engine's feed:
- * it must copy what it keeps, and must not block for long.
+ * in sequence order (duplicates have stored == false and seq 0), and with
+ * the log's head after it. The engine's feed: it must copy what it keeps,
+ * and must not block for long.
+ *
+ * Stored rows are numbered densely, so the engine notices events that did
+ * not pass through the sink (a commit whose reply was lost, then found
+ * committed after reconnecting) as a gap: a row's seq, or last_seq, beyond
+ * what it applied plus one. It then reads that range from the log. After
+ * such a reconnect the sink is called with n == 0 and the new head.
  */
 typedef void (*ingest_sink_fn)(void *arg, const struct store_log_row *rows,
-			       size_t n);
+			       size_t n, int64_t last_seq);
 
 /*
  * Creates the pipeline; its committer connects to the database in the
@@ -186,10 +193,17 @@ int ingest_pipeline_start(struct ingest_pipeline *p);
 /*
  * Queues a job. Returns 0 (done() will be called later, once), or without
  * queueing: WEFT_EUNAVAIL while the database is unreachable,
- * WEFT_EOVERLOAD when the queue is full, WEFT_ESHUTDOWN when stopping.
+ * or while a commit is stalled, WEFT_EOVERLOAD when the queue is full,
+ * WEFT_ESHUTDOWN when stopping.
  */
 int ingest_pipeline_submit(struct ingest_pipeline *p, struct ingest_job *job);
-/* True once the committer holds a working connection. */
+
+/* A commit running longer than this makes the pipeline not ready. */
+#define INGEST_COMMIT_STALL_MS 10000
+/*
+ * True while the committer holds a working connection and no commit has
+ * been stuck for more than INGEST_COMMIT_STALL_MS.
+ */
 bool ingest_pipeline_ready(struct ingest_pipeline *p);
 /* Commits what is queued, then stops the committer thread. */
 void ingest_pipeline_stop(struct ingest_pipeline *p);

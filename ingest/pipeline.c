@@ -36,6 +36,7 @@ struct ingest_pipeline {
 	pthread_t thread;
 	bool started;
 	atomic_bool ready;		/* the committer has a working connection */
+	atomic_llong commit_started_ms;	/* monotonic; 0 while no commit runs */
 
 	pthread_mutex_t mu;		/* guards everything below */
 	pthread_cond_t cv;
@@ -62,6 +63,11 @@ static double now_seconds(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static long long now_ms(void)
+{
+	return (long long)(now_seconds() * 1000.0) + 1;	/* never 0 */
 }
 
 static void deliver_done(evutil_socket_t fd, short what, void *arg)
@@ -111,9 +117,13 @@ static void fail_list(struct ingest_job *list, int rc)
 	}
 }
 
-/* Connects (or reconnects) and learns where the log ends. */
-static int open_log(struct ingest_pipeline *p)
+/*
+ * Connects (or reconnects), becomes the log's only writer, and learns where
+ * the log ends.
+ */
+static int open_log(struct ingest_pipeline *p, bool *warned)
 {
+	int64_t before = p->last_seq;
 	int rc;
 
 	if (!p->store)
@@ -122,10 +132,23 @@ static int open_log(struct ingest_pipeline *p)
 		rc = store_reconnect(p->store);
 	if (rc)
 		return rc;
+	rc = store_log_lock(p->store);
+	if (rc == WEFT_ECONFLICT) {
+		if (!*warned)
+			log_warn("log_locked", "msg=\"another weft process is "
+				 "writing this database's event log; waiting for "
+				 "it to stop\"");
+		*warned = true;
+		return rc;
+	}
+	if (rc)
+		return rc;
 	/* After a broken commit its outcome is unknown: always re-read. */
 	rc = store_log_last_seq(p->store, &p->last_seq);
 	if (rc)
 		return rc;
+	if (p->sink && p->last_seq > before && before > 0)
+		p->sink(p->sink_arg, NULL, 0, p->last_seq);
 	atomic_store(&p->ready, true);
 	log_info("log_ready", "last_seq=%lld", (long long)p->last_seq);
 	return 0;
@@ -159,8 +182,12 @@ static int commit_list(struct ingest_pipeline *p, struct ingest_job *list)
 	}
 
 	double t0 = now_seconds();
+
+	atomic_store(&p->commit_started_ms, now_ms());
 	int rc = store_log_commit(p->store, p->rows, n, &p->rejected, nrej,
 				  &p->last_seq);
+
+	atomic_store(&p->commit_started_ms, 0);
 	double dt = now_seconds() - t0;
 	size_t stored = 0, dups = 0;
 
@@ -203,7 +230,7 @@ static int commit_list(struct ingest_pipeline *p, struct ingest_job *list)
 	pthread_mutex_unlock(&p->mu);
 
 	if (!rc && p->sink)
-		p->sink(p->sink_arg, p->rows, n);
+		p->sink(p->sink_arg, p->rows, n, p->last_seq);
 	return rc;
 }
 
@@ -240,9 +267,10 @@ static void fail_queued(struct ingest_pipeline *p, int rc)
 
 static void reconnect_until_ready(struct ingest_pipeline *p)
 {
+	bool warned = false;
 	int wait_ms = 100;
 
-	while (open_log(p)) {
+	while (open_log(p, &warned)) {
 		fail_queued(p, WEFT_EUNAVAIL);
 		pthread_mutex_lock(&p->mu);
 		bool stop = p->stopping;
@@ -287,10 +315,18 @@ static void *committer_main(void *arg)
 
 		if (rc == WEFT_EIO && list->next) {
 			/* A data error poisons one request, not its neighbours. */
+			rc = 0;
 			for (struct ingest_job *j = list, *next; j; j = next) {
 				next = j->next;
 				j->next = NULL;
-				commit_list(p, j);
+				int one = rc == WEFT_EUNAVAIL ? WEFT_EUNAVAIL
+							      : commit_list(p, j);
+
+				if (one) {
+					fail_list(j, one);
+					if (one == WEFT_EUNAVAIL)
+						rc = one;
+				}
 				finish(p, j);
 			}
 		} else {
@@ -321,6 +357,10 @@ struct ingest_pipeline *ingest_pipeline_new(struct event_base *base,
 	p->max_batch_rows = cfg->max_batch_rows ? cfg->max_batch_rows : 5000;
 	p->max_queued_rows = cfg->max_queued_rows ? cfg->max_queued_rows : 50000;
 	p->done_ev = event_new(base, -1, 0, deliver_done, p);
+	if (!p->done_ev) {
+		log_error("event_new_failed", "what=pipeline");
+		abort();
+	}
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_cond_init(&p->cv, NULL);
 	buf_init(&p->rejected);
@@ -344,9 +384,16 @@ int ingest_pipeline_start(struct ingest_pipeline *p)
 	return 0;
 }
 
+static bool stalled(struct ingest_pipeline *p)
+{
+	long long started = atomic_load(&p->commit_started_ms);
+
+	return started && now_ms() - started > INGEST_COMMIT_STALL_MS;
+}
+
 bool ingest_pipeline_ready(struct ingest_pipeline *p)
 {
-	return atomic_load(&p->ready);
+	return atomic_load(&p->ready) && !stalled(p);
 }
 
 int ingest_pipeline_submit(struct ingest_pipeline *p, struct ingest_job *job)
@@ -357,7 +404,7 @@ int ingest_pipeline_submit(struct ingest_pipeline *p, struct ingest_job *job)
 	pthread_mutex_lock(&p->mu);
 	if (p->stopping)
 		rc = WEFT_ESHUTDOWN;
-	else if (!atomic_load(&p->ready))
+	else if (!ingest_pipeline_ready(p))
 		rc = WEFT_EUNAVAIL;
 	else if (p->queued_rows + job->nrows > p->max_queued_rows && p->head)
 		rc = WEFT_EOVERLOAD;

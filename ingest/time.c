@@ -4,12 +4,15 @@
  */
 #include "ingest/ingest.h"
 
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
 
 #include "lib/err.h"
+#include "lib/log.h"
 
 static int digits(const char **p, int n, int *out)
 {
@@ -96,9 +99,10 @@ int ingest_parse_time(const char *s, int64_t *unix_us)
 
 			if (digits(&p, 2, &oh))
 				return WEFT_EINVAL;
+			/* +HH, +HHMM or +HH:MM */
 			if (*p == ':')
 				p++;
-			if (*p && digits(&p, 2, &om))
+			if ((*p || p[-1] == ':') && digits(&p, 2, &om))
 				return WEFT_EINVAL;
 			if (oh > 23 || om > 59)
 				return WEFT_EINVAL;
@@ -143,6 +147,10 @@ void ingest_uuid4(char *out)
 
 		if (n > 0)
 			got += (size_t)n;
+		else if (errno != EINTR && errno != EAGAIN) {
+			log_error("getrandom_failed", "errno=%d", errno);
+			abort();
+		}
 	}
 	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);	/* version 4 */
 	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);	/* RFC 4122 variant */

@@ -85,7 +85,7 @@ struct worker *worker_new(struct event_base *base, const char *name)
 	pthread_mutex_init(&w->mu, NULL);
 	pthread_cond_init(&w->cv, NULL);
 	w->done_ev = event_new(base, -1, 0, deliver, w);
-	if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+	if (!w->done_ev || pthread_create(&w->thread, NULL, worker_main, w) != 0) {
 		log_error("thread_create_failed", "what=%s", name);
 		abort();
 	}

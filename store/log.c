@@ -72,6 +72,24 @@ void store_tuple_patch_int8(struct buf *b, size_t offset, int64_t v)
 		p[i] = (unsigned char)((uint64_t)v >> (56 - 8 * i));
 }
 
+/* Any number: the key of the log writer's advisory lock. */
+#define LOG_WRITER_LOCK_KEY 0x7765666c
+
+int store_log_lock(struct store *s)
+{
+	char sql[64];
+
+	snprintf(sql, sizeof(sql), "SELECT pg_try_advisory_lock(%d)",
+		 LOG_WRITER_LOCK_KEY);
+	PGresult *res = PQexec(s->conn, sql);
+	int rc = store_check(s, res, PGRES_TUPLES_OK, "take log writer lock");
+
+	if (!rc && PQgetvalue(res, 0, 0)[0] != 't')
+		rc = WEFT_ECONFLICT;
+	PQclear(res);
+	return rc;
+}
+
 int store_log_last_seq(struct store *s, int64_t *seq)
 {
 	PGresult *res = PQexec(s->conn,
@@ -247,8 +265,10 @@ static size_t build_copy(struct buf *copy, struct store_log_row *rows,
 	buf_reset(copy);
 	buf_add(copy, copy_header, sizeof(copy_header));
 	for (size_t i = 0; i < n; i++) {
-		if (!rows[i].stored)
+		if (!rows[i].stored) {
+			rows[i].seq = 0;
 			continue;
+		}
 		size_t at = copy->len;
 
 		rows[i].seq = ++seq;

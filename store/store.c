@@ -46,9 +46,17 @@ int store_check(struct store *s, PGresult *res, ExecStatusType want,
 
 static int open_conn(struct store *s)
 {
-	const char *keys[] = { "dbname", "application_name", "connect_timeout",
+	/*
+	 * Defaults first: settings in the user's URL (dbname, expanded) win.
+	 * Keepalives and a TCP user timeout notice a database that vanished
+	 * from the network instead of waiting on it for ever.
+	 */
+	const char *keys[] = { "application_name", "connect_timeout",
+			       "keepalives_idle", "keepalives_interval",
+			       "keepalives_count", "tcp_user_timeout", "dbname",
 			       NULL };
-	const char *vals[] = { s->url, "weft", "5", NULL };
+	const char *vals[] = { "weft", "5", "10", "5", "3", "30000", s->url,
+			       NULL };
 
 	s->conn = PQconnectdbParams(keys, vals, 1);
 	if (PQstatus(s->conn) != CONNECTION_OK) {

@@ -145,6 +145,13 @@ struct store_log_row {
 	int64_t seq;		/* out: the sequence number it was given */
 };
 
+/*
+ * Makes this connection the log's only writer (a session advisory lock):
+ * 0, or WEFT_ECONFLICT while another process holds it. Sequence numbers
+ * are only in commit order if one committer hands them out.
+ */
+int store_log_lock(struct store *s);
+
 /* The highest sequence number ever handed out (log_head). */
 int store_log_last_seq(struct store *s, int64_t *seq);
 

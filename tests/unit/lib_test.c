@@ -1,0 +1,551 @@
+/*
+ * Unit tests for lib/buf.c (the growable buffer every encoder writes into)
+ * and lib/digest.c (SHA-256 and hex). The buffer's contract is checked
+ * against an independent model: every byte appended is where it should be
+ * and is always followed by a NUL, whatever the growth pattern.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/buf.h"
+#include "lib/digest.h"
+
+/* Asserts the buffer holds exactly the n bytes of want, NUL-terminated. */
+static void assert_buf_is(const struct buf *b, const void *want, size_t n)
+{
+	assert_int_equal(b->len, n);
+	assert_non_null(b->data);
+	assert_true(b->cap > b->len);
+	if (n)
+		assert_memory_equal(b->data, want, n);
+	assert_int_equal(b->data[b->len], '\0');
+}
+
+/* ---- buf: growth and the basic appenders ---- */
+
+static void test_buf__init_is_empty_without_memory(void **state)
+{
+	struct buf b = BUF_INIT, c;
+
+	(void)state;
+	assert_null(b.data);
+	assert_int_equal(b.len, 0);
+	assert_int_equal(b.cap, 0);
+	memset(&c, 0x5a, sizeof(c));
+	buf_init(&c);
+	assert_null(c.data);
+	assert_int_equal(c.len, 0);
+	assert_int_equal(c.cap, 0);
+	buf_release(&b);	/* releasing an empty buffer is harmless */
+	assert_null(b.data);
+}
+
+static void test_buf__empty_append_gives_empty_c_string(void **state)
+{
+	struct buf b = BUF_INIT;
+
+	(void)state;
+	buf_add(&b, NULL, 0);
+	assert_buf_is(&b, "", 0);
+	assert_string_equal(b.data, "");
+	buf_adds(&b, "");
+	assert_buf_is(&b, "", 0);
+	buf_release(&b);
+}
+
+static void test_buf__byte_appends_grow_and_keep_every_byte(void **state)
+{
+	enum { N = 100000 };
+	struct buf b = BUF_INIT;
+	char *model = malloc(N);
+	size_t last_cap = 0, regrowths = 0;
+
+	(void)state;
+	assert_non_null(model);
+	for (size_t i = 0; i < N; i++) {
+		model[i] = (char)('a' + (i * 7) % 26);
+		buf_addc(&b, model[i]);
+		assert_int_equal(b.len, i + 1);
+		assert_true(b.cap > b.len);
+		assert_int_equal(b.data[b.len], '\0');
+		if (b.cap != last_cap) {
+			regrowths++;
+			last_cap = b.cap;
+		}
+	}
+	assert_buf_is(&b, model, N);
+	/* Geometric growth: a handful of reallocations, not one per append. */
+	assert_true(regrowths < 20);
+	free(model);
+	buf_release(&b);
+	assert_null(b.data);
+	assert_int_equal(b.len, 0);
+	assert_int_equal(b.cap, 0);
+}
+
+static void test_buf__large_appends_cross_capacity_boundaries(void **state)
+{
+	struct buf b = BUF_INIT;
+	char chunk[1000];
+	char *model = malloc(1000 * 300);
+	size_t len = 0;
+
+	(void)state;
+	assert_non_null(model);
+	/* Sizes 0..299 hit every offset around the powers of two. */
+	for (size_t n = 0; n < 300; n++) {
+		for (size_t i = 0; i < n; i++)
+			chunk[i] = (char)(n + i);
+		buf_add(&b, chunk, n);
+		memcpy(model + len, chunk, n);
+		len += n;
+		assert_buf_is(&b, model, len);
+	}
+	free(model);
+	buf_release(&b);
+}
+
+static void test_buf__embedded_nul_bytes_are_data(void **state)
+{
+	struct buf b = BUF_INIT;
+	static const char bytes[] = { 'a', '\0', 'b', '\0', '\0', 'c' };
+
+	(void)state;
+	buf_add(&b, bytes, sizeof(bytes));
+	buf_addc(&b, '\0');
+	assert_int_equal(b.len, sizeof(bytes) + 1);
+	assert_memory_equal(b.data, bytes, sizeof(bytes));
+	assert_int_equal(b.data[sizeof(bytes)], '\0');
+	assert_int_equal(b.data[b.len], '\0');
+	buf_release(&b);
+}
+
+static void test_buf__grow_reserves_without_changing_content(void **state)
+{
+	struct buf b = BUF_INIT;
+
+	(void)state;
+	buf_adds(&b, "hello");
+	buf_grow(&b, 10000);
+	assert_true(b.cap >= 5 + 10000 + 1);
+	assert_buf_is(&b, "hello", 5);
+
+	/* Once reserved, appends up to that size do not move the data. */
+	char *before = b.data;
+
+	for (int i = 0; i < 10000; i++)
+		buf_addc(&b, 'x');
+	assert_ptr_equal(b.data, before);
+	assert_int_equal(b.len, 10005);
+	buf_release(&b);
+}
+
+static void test_buf__reset_empties_and_keeps_memory(void **state)
+{
+	struct buf b = BUF_INIT;
+
+	(void)state;
+	buf_reset(&b);	/* on a buffer without memory */
+	assert_null(b.data);
+	assert_int_equal(b.len, 0);
+
+	buf_adds(&b, "some content that takes room");
+	size_t cap = b.cap;
+	char *data = b.data;
+
+	buf_reset(&b);
+	assert_int_equal(b.len, 0);
+	assert_int_equal(b.cap, cap);
+	assert_ptr_equal(b.data, data);
+	assert_string_equal(b.data, "");
+	buf_adds(&b, "again");
+	assert_buf_is(&b, "again", 5);
+	buf_release(&b);
+}
+
+static void test_buf__detach_hands_over_the_data(void **state)
+{
+	struct buf b = BUF_INIT;
+	size_t len = 99;
+	char *p;
+
+	(void)state;
+	buf_adds(&b, "owned by the caller");
+	p = buf_detach(&b, &len);
+	assert_string_equal(p, "owned by the caller");
+	assert_int_equal(len, strlen("owned by the caller"));
+	assert_null(b.data);
+	assert_int_equal(b.len, 0);
+	assert_int_equal(b.cap, 0);
+	free(p);
+
+	/* An empty buffer still gives a string the caller can free. */
+	p = buf_detach(&b, &len);
+	assert_non_null(p);
+	assert_string_equal(p, "");
+	assert_int_equal(len, 0);
+	free(p);
+
+	buf_adds(&b, "no length wanted");
+	p = buf_detach(&b, NULL);
+	assert_string_equal(p, "no length wanted");
+	free(p);
+}
+
+/* ---- buf_printf ---- */
+
+static void test_buf__printf_formats_and_appends(void **state)
+{
+	struct buf b = BUF_INIT;
+
+	(void)state;
+	buf_printf(&b, "%d-%s-%c", 42, "abc", 'z');
+	assert_string_equal(b.data, "42-abc-z");
+	assert_int_equal(b.len, 8);
+	buf_printf(&b, "|%lld|%zu|%.2f", -9007199254740993LL, (size_t)7, 1.5);
+	assert_string_equal(b.data, "42-abc-z|-9007199254740993|7|1.50");
+	assert_int_equal(b.len, strlen(b.data));
+	buf_printf(&b, "%s", "");
+	assert_string_equal(b.data, "42-abc-z|-9007199254740993|7|1.50");
+	buf_release(&b);
+}
+
+static void test_buf__printf_output_of_every_length_is_exact(void **state)
+{
+	char src[1200], want[4096];
+
+	(void)state;
+	memset(src, 'q', sizeof(src) - 1);
+	src[sizeof(src) - 1] = '\0';
+	/*
+	 * Every output length from 0 to 1100 after prefixes of several lengths,
+	 * so the "fits exactly", "one byte short" and "needs a second pass"
+	 * cases are all met whatever the buffer's capacity happens to be.
+	 */
+	for (int prefix = 0; prefix < 70; prefix += 23) {
+		for (int n = 0; n <= 1100; n++) {
+			struct buf b = BUF_INIT;
+
+			buf_add(&b, src, (size_t)prefix);
+			buf_printf(&b, "%.*s<%d>", n, src, n);
+			snprintf(want, sizeof(want), "%.*s%.*s<%d>", prefix, src,
+				 n, src, n);
+			assert_buf_is(&b, want, strlen(want));
+			buf_release(&b);
+		}
+	}
+}
+
+static void test_buf__printf_long_output_after_long_content(void **state)
+{
+	struct buf b = BUF_INIT;
+	char big[5000];
+
+	(void)state;
+	memset(big, 'k', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	buf_adds(&b, big);
+	buf_printf(&b, "[%s]", big);
+	assert_int_equal(b.len, 2 * (sizeof(big) - 1) + 2);
+	assert_int_equal(b.data[sizeof(big) - 1], '[');
+	assert_int_equal(b.data[b.len - 1], ']');
+	assert_int_equal(b.data[b.len], '\0');
+	assert_int_equal(strlen(b.data), b.len);
+	buf_release(&b);
+}
+
+/* ---- buf_add_json_string ---- */
+
+static void json_string_is(const char *in, size_t n, const char *want)
+{
+	struct buf b = BUF_INIT;
+
+	buf_add_json_string(&b, in, n);
+	assert_string_equal(b.data, want);
+	assert_int_equal(b.len, strlen(want));
+	buf_release(&b);
+}
+
+static void test_buf__json_string_plain_text_is_quoted(void **state)
+{
+	(void)state;
+	json_string_is("", 0, "\"\"");
+	json_string_is("hello world", 11, "\"hello world\"");
+	/* n, not the NUL, ends the string. */
+	json_string_is("abcdef", 3, "\"abc\"");
+}
+
+static void test_buf__json_string_escapes_quotes_and_backslashes(void **state)
+{
+	(void)state;
+	json_string_is("say \"hi\"", 8, "\"say \\\"hi\\\"\"");
+	json_string_is("C:\\path\\", 8, "\"C:\\\\path\\\\\"");
+	json_string_is("\\\"", 2, "\"\\\\\\\"\"");
+	/* The solidus needs no escape. */
+	json_string_is("a/b", 3, "\"a/b\"");
+}
+
+static void test_buf__json_string_escapes_every_control_char(void **state)
+{
+	char in[1], want[16];
+
+	(void)state;
+	json_string_is("\n", 1, "\"\\n\"");
+	json_string_is("\r", 1, "\"\\r\"");
+	json_string_is("\t", 1, "\"\\t\"");
+	json_string_is("a\nb\tc\rd", 7, "\"a\\nb\\tc\\rd\"");
+	for (int c = 0; c < 0x20; c++) {
+		if (c == '\n' || c == '\r' || c == '\t')
+			continue;
+		in[0] = (char)c;
+		snprintf(want, sizeof(want), "\"\\u%04x\"", c);
+		json_string_is(in, 1, want);
+	}
+	/* An embedded NUL is data, escaped like any control character. */
+	json_string_is("a\0b", 3, "\"a\\u0000b\"");
+}
+
+static void test_buf__json_string_keeps_utf8_and_del(void **state)
+{
+	(void)state;
+	json_string_is("\xc3\xa9t\xc3\xa9", 5, "\"\xc3\xa9t\xc3\xa9\"");
+	json_string_is("\xf0\x9f\x98\x80", 4, "\"\xf0\x9f\x98\x80\"");
+	json_string_is("\x7f", 1, "\"\x7f\"");
+	json_string_is(" ~", 2, "\" ~\"");
+}
+
+static void test_buf__json_string_appends_after_content(void **state)
+{
+	struct buf b = BUF_INIT;
+
+	(void)state;
+	buf_adds(&b, "{\"k\":");
+	buf_add_json_string(&b, "v\"1", 3);
+	buf_addc(&b, '}');
+	assert_string_equal(b.data, "{\"k\":\"v\\\"1\"}");
+	buf_release(&b);
+}
+
+static void test_buf__json_string_long_input_with_escapes(void **state)
+{
+	enum { N = 20000 };
+	struct buf b = BUF_INIT;
+	char *in = malloc(N);
+
+	(void)state;
+	assert_non_null(in);
+	for (size_t i = 0; i < N; i++)
+		in[i] = (i % 3 == 0) ? '"' : (i % 3 == 1) ? '\x01' : 'x';
+	buf_add_json_string(&b, in, N);
+	/* Each triple '"', 0x01, 'x' becomes \" \u0001 x: 2 + 6 + 1 bytes. */
+	size_t triples = N / 3, rest = N % 3;
+	size_t want = 2 + triples * 9 + (rest >= 1 ? 2 : 0) + (rest >= 2 ? 6 : 0);
+
+	assert_int_equal(b.len, want);
+	assert_memory_equal(b.data, "\"\\\"\\u0001x\\\"", 12);
+	assert_int_equal(b.data[b.len - 1], '"');
+	assert_int_equal(b.data[b.len], '\0');
+	free(in);
+	buf_release(&b);
+}
+
+/* ---- buf: big-endian writers ---- */
+
+static void test_buf__be16_writes_high_byte_first(void **state)
+{
+	struct buf b = BUF_INIT;
+	static const unsigned char want[] = { 0x12, 0x34, 0x00, 0x00,
+					      0xff, 0xff, 0x80, 0x01 };
+
+	(void)state;
+	buf_add_be16(&b, 0x1234);
+	buf_add_be16(&b, 0);
+	buf_add_be16(&b, 0xffff);
+	buf_add_be16(&b, 0x8001);
+	assert_buf_is(&b, want, sizeof(want));
+	buf_release(&b);
+}
+
+static void test_buf__be32_writes_high_byte_first(void **state)
+{
+	struct buf b = BUF_INIT;
+	static const unsigned char want[] = { 0x12, 0x34, 0x56, 0x78,
+					      0xff, 0xff, 0xff, 0xff,
+					      0x00, 0x00, 0x00, 0x01,
+					      0x80, 0x00, 0x00, 0x00 };
+
+	(void)state;
+	buf_add_be32(&b, 0x12345678u);
+	buf_add_be32(&b, 0xffffffffu);
+	buf_add_be32(&b, 1);
+	buf_add_be32(&b, 0x80000000u);
+	assert_buf_is(&b, want, sizeof(want));
+	buf_release(&b);
+}
+
+static void test_buf__be64_writes_high_byte_first(void **state)
+{
+	struct buf b = BUF_INIT;
+	static const unsigned char want[] = {
+		0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef,
+		0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe,	/* -2 */
+		0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+		0x80, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01,
+	};
+
+	(void)state;
+	buf_add_be64(&b, 0x0123456789abcdefULL);
+	buf_add_be64(&b, (uint64_t)(int64_t)-2);
+	buf_add_be64(&b, 0);
+	buf_add_be64(&b, 0x8000000000000001ULL);
+	assert_buf_is(&b, want, sizeof(want));
+	buf_release(&b);
+}
+
+static void test_buf__be_writers_mix_with_text(void **state)
+{
+	struct buf b = BUF_INIT;
+	static const unsigned char want[] = { 'P', 0x00, 0x02, 'Q',
+					      0x00, 0x00, 0x00, 0x03, 'R' };
+
+	(void)state;
+	buf_addc(&b, 'P');
+	buf_add_be16(&b, 2);
+	buf_addc(&b, 'Q');
+	buf_add_be32(&b, 3);
+	buf_addc(&b, 'R');
+	assert_buf_is(&b, want, sizeof(want));
+	buf_release(&b);
+}
+
+/* ---- digest ---- */
+
+static void sha256_hex_is(const void *data, size_t len, const char *want)
+{
+	uint8_t md[32];
+	char hex[65];
+
+	memset(hex, 'X', sizeof(hex));
+	sha256(data, len, md);
+	hex_encode(md, sizeof(md), hex);
+	assert_string_equal(hex, want);
+}
+
+static void test_digest__sha256_abc_known_vector(void **state)
+{
+	(void)state;
+	/* FIPS 180-2, appendix B.1. */
+	sha256_hex_is("abc", 3,
+		"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+
+static void test_digest__sha256_empty_and_two_block_vectors(void **state)
+{
+	static const char two_blocks[] =
+		"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+
+	(void)state;
+	sha256_hex_is("", 0,
+		"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+	/* FIPS 180-2, appendix B.2 (448 bits, two blocks once padded). */
+	sha256_hex_is(two_blocks, strlen(two_blocks),
+		"248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+}
+
+static void test_digest__sha256_million_a(void **state)
+{
+	enum { N = 1000000 };
+	char *a = malloc(N);
+
+	(void)state;
+	assert_non_null(a);
+	memset(a, 'a', N);
+	/* FIPS 180-2, appendix B.3. */
+	sha256_hex_is(a, N,
+		"cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+	free(a);
+}
+
+static void test_digest__sha256_reads_only_len_bytes(void **state)
+{
+	(void)state;
+	sha256_hex_is("abcdef", 3,
+		"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+
+static void test_digest__hex_encode_is_lower_case_and_terminated(void **state)
+{
+	static const uint8_t in[] = { 0x00, 0x01, 0x7f, 0x80, 0xab, 0xcd, 0xef,
+				      0xff, 0x10, 0x9a };
+	char out[2 * sizeof(in) + 2];
+
+	(void)state;
+	memset(out, 'X', sizeof(out));
+	hex_encode(in, sizeof(in), out);
+	assert_string_equal(out, "00017f80abcdefff109a");
+	/* Exactly 2n digits and a NUL: the byte after is not touched. */
+	assert_int_equal(out[2 * sizeof(in) + 1], 'X');
+
+	memset(out, 'X', sizeof(out));
+	hex_encode(in, 0, out);
+	assert_int_equal(out[0], '\0');
+	assert_int_equal(out[1], 'X');
+}
+
+static void test_digest__hex_encode_every_byte_value(void **state)
+{
+	uint8_t in[256];
+	char out[513], want[3];
+
+	(void)state;
+	for (int i = 0; i < 256; i++)
+		in[i] = (uint8_t)i;
+	hex_encode(in, sizeof(in), out);
+	assert_int_equal(strlen(out), 512);
+	for (int i = 0; i < 256; i++) {
+		snprintf(want, sizeof(want), "%02x", i);
+		assert_memory_equal(out + 2 * i, want, 2);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_buf__init_is_empty_without_memory),
+		cmocka_unit_test(test_buf__empty_append_gives_empty_c_string),
+		cmocka_unit_test(test_buf__byte_appends_grow_and_keep_every_byte),
+		cmocka_unit_test(test_buf__large_appends_cross_capacity_boundaries),
+		cmocka_unit_test(test_buf__embedded_nul_bytes_are_data),
+		cmocka_unit_test(test_buf__grow_reserves_without_changing_content),
+		cmocka_unit_test(test_buf__reset_empties_and_keeps_memory),
+		cmocka_unit_test(test_buf__detach_hands_over_the_data),
+		cmocka_unit_test(test_buf__printf_formats_and_appends),
+		cmocka_unit_test(test_buf__printf_output_of_every_length_is_exact),
+		cmocka_unit_test(test_buf__printf_long_output_after_long_content),
+		cmocka_unit_test(test_buf__json_string_plain_text_is_quoted),
+		cmocka_unit_test(test_buf__json_string_escapes_quotes_and_backslashes),
+		cmocka_unit_test(test_buf__json_string_escapes_every_control_char),
+		cmocka_unit_test(test_buf__json_string_keeps_utf8_and_del),
+		cmocka_unit_test(test_buf__json_string_appends_after_content),
+		cmocka_unit_test(test_buf__json_string_long_input_with_escapes),
+		cmocka_unit_test(test_buf__be16_writes_high_byte_first),
+		cmocka_unit_test(test_buf__be32_writes_high_byte_first),
+		cmocka_unit_test(test_buf__be64_writes_high_byte_first),
+		cmocka_unit_test(test_buf__be_writers_mix_with_text),
+		cmocka_unit_test(test_digest__sha256_abc_known_vector),
+		cmocka_unit_test(test_digest__sha256_empty_and_two_block_vectors),
+		cmocka_unit_test(test_digest__sha256_million_a),
+		cmocka_unit_test(test_digest__sha256_reads_only_len_bytes),
+		cmocka_unit_test(test_digest__hex_encode_is_lower_case_and_terminated),
+		cmocka_unit_test(test_digest__hex_encode_every_byte_value),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
