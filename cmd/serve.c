@@ -8,6 +8,7 @@
 
 #include <event2/event.h>
 #include <errno.h>
+#include <pthread.h>
 #include <event2/thread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -191,6 +192,7 @@ int cmd_serve(int argc, char **argv)
 		{ 0 },
 	};
 	struct serve_limits lim = { { 0 } };
+	sigset_t stop_signals, unblocked;
 	struct ingest_pipeline_config pcfg = { 0 };
 	struct ingest_pipeline *pipeline = NULL;
 	struct privacy_master *master = NULL;
@@ -250,6 +252,11 @@ int cmd_serve(int argc, char **argv)
 		return 1;
 	}
 
+	/* Only the loop thread takes SIGINT and SIGTERM; threads inherit this. */
+	sigemptyset(&stop_signals);
+	sigaddset(&stop_signals, SIGINT);
+	sigaddset(&stop_signals, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &stop_signals, &unblocked);
 	signal(SIGPIPE, SIG_IGN);
 	evthread_use_pthreads();
 	sv.base = event_base_new();
@@ -278,7 +285,14 @@ int cmd_serve(int argc, char **argv)
 	event_add(sigint, NULL);
 	log_info("listening", "addr=%s port=%d", host[0] ? host : "*",
 		 api_port(sv.api));
+	pthread_sigmask(SIG_SETMASK, &unblocked, NULL);
 	event_base_dispatch(sv.base);
+	/*
+	 * Freeing the signal events below restores the default handlers; a
+	 * second signal from an impatient supervisor must not kill the clean
+	 * exit. The other threads were started with both blocked.
+	 */
+	pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
 	status = 0;
 
 out_free:
