@@ -83,7 +83,7 @@ test: bootstrap
 
 asan: bootstrap
 	@$(MAKE) --no-print-directory BUILD=build/asan SANITIZE=address,undefined \
-		build/asan/weft unit
+		build/asan/weft unit fuzz-replay
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 		WEFT_BIN=build/asan/weft scripts/test-all build/asan
 
@@ -155,7 +155,7 @@ $(BUILD)/bench/copy_ceiling: $(BUILD)/bench/copy_ceiling.o $(BUILD)/bench/gen.o 
 bench-programs: $(BENCH_BINS)
 
 bench-ingest:
-	@bench/ingest
+	@BUILD=$(BUILD) bench/ingest
 
 
 -include $(wildcard $(BUILD)/*.d $(BUILD)/*/*.d $(BUILD)/*/*/*.d)

@@ -107,14 +107,51 @@ void buf_add_be64(struct buf *b, uint64_t v)
 	buf_add(b, c, 8);
 }
 
+/*
+ * Length of the well-formed UTF-8 sequence at s (n bytes left), or 0 if
+ * it is not one: overlong forms, surrogates and values past U+10FFFF count
+ * as malformed (RFC 3629).
+ */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+	size_t len;
+	unsigned lo = 0x80, hi = 0xbf;
+
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		len = 2;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef)
+		len = 3;
+	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+		len = 4;
+	else
+		return 0;
+	if (n < len)
+		return 0;
+	if (s[0] == 0xe0)
+		lo = 0xa0;
+	else if (s[0] == 0xed)
+		hi = 0x9f;
+	else if (s[0] == 0xf0)
+		lo = 0x90;
+	else if (s[0] == 0xf4)
+		hi = 0x8f;
+	if (s[1] < lo || s[1] > hi)
+		return 0;
+	for (size_t i = 2; i < len; i++)
+		if (s[i] < 0x80 || s[i] > 0xbf)
+			return 0;
+	return len;
+}
+
 void buf_add_json_string(struct buf *b, const char *s, size_t n)
 {
 	static const char hex[] = "0123456789abcdef";
+	const unsigned char *u = (const unsigned char *)s;
 
 	buf_grow(b, n + 2);
 	buf_addc(b, '"');
 	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
+		unsigned char c = u[i];
 
 		if (c == '"' || c == '\\') {
 			buf_addc(b, '\\');
@@ -129,8 +166,18 @@ void buf_add_json_string(struct buf *b, const char *s, size_t n)
 			char esc[6] = { '\\', 'u', '0', '0', hex[c >> 4], hex[c & 15] };
 
 			buf_add(b, esc, 6);
-		} else {
+		} else if (c < 0x80) {
 			buf_addc(b, (char)c);
+		} else {
+			size_t len = utf8_seq(u + i, n - i);
+
+			if (len) {
+				buf_add(b, u + i, len);
+				i += len - 1;
+			} else {
+				/* Never emit invalid UTF-8: U+FFFD per bad byte. */
+				buf_adds(b, "\\ufffd");
+			}
 		}
 	}
 	buf_addc(b, '"');

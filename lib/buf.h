@@ -31,7 +31,10 @@ void buf_printf(struct buf *b, const char *fmt, ...)
 void buf_add_be16(struct buf *b, uint16_t v);
 void buf_add_be32(struct buf *b, uint32_t v);
 void buf_add_be64(struct buf *b, uint64_t v);
-/* Appends s as a JSON string literal, quotes included. */
+/*
+ * Appends s as a JSON string literal, quotes included. Bytes that are not
+ * well-formed UTF-8 become \ufffd, so the result is always valid JSON.
+ */
 void buf_add_json_string(struct buf *b, const char *s, size_t n);
 /* Takes the data out; the buffer is left empty. Caller frees. */
 char *buf_detach(struct buf *b, size_t *len);

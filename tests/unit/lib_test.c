@@ -321,6 +321,34 @@ static void test_buf__json_string_keeps_utf8_and_del(void **state)
 	json_string_is(" ~", 2, "\" ~\"");
 }
 
+/*
+ * Error messages quote input cut at a byte count; the JSON around them must
+ * stay valid whatever the bytes, so malformed UTF-8 becomes U+FFFD.
+ */
+static void test_buf__json_string_replaces_invalid_utf8(void **state)
+{
+	static const struct {
+		const char *in;
+		const char *out;
+	} cases[] = {
+		{ "a\xe2\x82", "\"a\\ufffd\\ufffd\"" },		/* cut euro sign */
+		{ "\xc0\xaf", "\"\\ufffd\\ufffd\"" },		/* overlong '/' */
+		{ "\xed\xa0\x80", "\"\\ufffd\\ufffd\\ufffd\"" },	/* surrogate */
+		{ "\xf4\x90\x80\x80", "\"\\ufffd\\ufffd\\ufffd\\ufffd\"" },	/* > U+10FFFF */
+		{ "\xff", "\"\\ufffd\"" },
+		{ "\xe2\x82\xac\xf0\x9f\x98\x80", "\"\xe2\x82\xac\xf0\x9f\x98\x80\"" },
+	};
+	struct buf b = BUF_INIT;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		buf_reset(&b);
+		buf_add_json_string(&b, cases[i].in, strlen(cases[i].in));
+		assert_string_equal(b.data, cases[i].out);
+	}
+	buf_release(&b);
+}
+
 static void test_buf__json_string_appends_after_content(void **state)
 {
 	struct buf b = BUF_INIT;
@@ -533,6 +561,7 @@ int main(void)
 		cmocka_unit_test(test_buf__json_string_escapes_quotes_and_backslashes),
 		cmocka_unit_test(test_buf__json_string_escapes_every_control_char),
 		cmocka_unit_test(test_buf__json_string_keeps_utf8_and_del),
+		cmocka_unit_test(test_buf__json_string_replaces_invalid_utf8),
 		cmocka_unit_test(test_buf__json_string_appends_after_content),
 		cmocka_unit_test(test_buf__json_string_long_input_with_escapes),
 		cmocka_unit_test(test_buf__be16_writes_high_byte_first),
