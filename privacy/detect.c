@@ -1,8 +1,9 @@
 /*
  * PII detectors: they find emails, phone numbers, payment cards, US SSNs,
- * IBANs and IP addresses inside a string, and field names that hold
- * secrets. They are heuristics tuned to miss little while leaving dates,
- * versions, prices and ids alone; docs/privacy.md lists what each accepts.
+ * IBANs, IP addresses and name=value secrets inside a string (and inside
+ * its percent-decoded view), and field names that hold secrets. They are
+ * heuristics tuned to miss little while leaving dates, versions, prices and
+ * ids alone; docs/privacy.md lists what each accepts.
  *
  * Everything here works byte by byte on ASCII structure. A non-ASCII byte
  * never belongs to a number and always separates words, so a number written
@@ -12,8 +13,11 @@
 #include "privacy/privacy_int.h"
 
 #include <arpa/inet.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+
+#include "lib/alloc.h"
 
 static const char *const det_names[] = {
 	"email", "phone", "card", "ssn", "iban", "ip", "secret_key",
@@ -129,7 +133,16 @@ enum privacy_det privacy_det_parse(const char *name)
  * left over letters, digits, . _ + - and percent escapes of those; the
  * domain extends right over two or more labels, the last one a TLD of two
  * or more letters.
+ *
+ * A local part has at most 64 characters, but a longer run before the '@'
+ * is no reason to leave the address: it is something glued to one
+ * ("mmm...m-jane@example.com" in an id, letters written right before it),
+ * and where the address starts cannot be told, so the hit takes the whole
+ * run. It takes at most LOCAL_RUN_MAX bytes of it, which keeps a hit within
+ * PRIVACY_HIT_MAX (256 + "%40" + a 253-byte domain); what lies before
+ * holds no '@', so no address of its own.
  */
+#define LOCAL_RUN_MAX 256
 
 static bool local_byte(unsigned char c)
 {
@@ -199,7 +212,7 @@ static size_t email_domain(const unsigned char *s, size_t n, size_t i)
 static bool find_email(const unsigned char *s, size_t n, size_t from, struct privacy_hit *hit)
 {
 	for (size_t i = from; i < n; i++) {
-		size_t at_len, j, end, units = 0;
+		size_t at_len, j, end;
 
 		if (s[i] == '@')
 			at_len = 1;
@@ -208,17 +221,19 @@ static bool find_email(const unsigned char *s, size_t n, size_t from, struct pri
 		else
 			continue;
 		j = i;
-		while (j > from && units <= 64) {
+		while (j > from) {
+			size_t step;
+
 			if (local_escape_before(s, from, j))
-				j -= 3;
+				step = 3;
 			else if (local_byte(s[j - 1]))
-				j--;
+				step = 1;
 			else
 				break;
-			units++;
+			if (i - j + step > LOCAL_RUN_MAX)
+				break;
+			j -= step;
 		}
-		if (units > 64)
-			continue;
 		while (j < i && s[j] == '.')
 			j++;
 		if (j == i)
@@ -244,6 +259,42 @@ static bool find_email(const unsigned char *s, size_t n, size_t from, struct pri
 		hit->end = end;
 		hit->det = PRIVACY_DET_EMAIL;
 		return true;
+	}
+	return false;
+}
+
+/*
+ * UUIDs (8-4-4-4-12 hex digits). One in four random UUIDs has a group of
+ * four digits after a dash and the '4' of version 4 after it
+ * ("...-8872-4552-..."), which is a formatted national phone number to the
+ * phone detector's eyes; about one in a hundred, written inside a longer
+ * string, passed all its checks. No number detector matches inside one.
+ */
+static bool is_uuid(const unsigned char *s, size_t n)
+{
+	if (n != 36)
+		return false;
+	for (size_t k = 0; k < n; k++) {
+		if (k == 8 || k == 13 || k == 18 || k == 23) {
+			if (s[k] != '-')
+				return false;
+		} else if (!is_hex(s[k])) {
+			return false;
+		}
+	}
+	return true;
+}
+
+/* Whether the byte at i, which starts a group, is inside a UUID. */
+static bool inside_uuid(const unsigned char *s, size_t n, size_t i)
+{
+	static const size_t group_start[] = { 0, 9, 14, 19, 24 };
+
+	for (size_t k = 0; k < sizeof(group_start) / sizeof(group_start[0]) && group_start[k] <= i; k++) {
+		size_t p = i - group_start[k];
+
+		if (p + 36 <= n && is_uuid(s + p, 36))
+			return true;
 	}
 	return false;
 }
@@ -709,6 +760,9 @@ static bool detect_at(const unsigned char *s, size_t n, size_t i, unsigned mask,
 			hit->det = PRIVACY_DET_PHONE;
 		else
 			return false;
+		/* a hit is rare; only then is it worth asking */
+		if (inside_uuid(s, n, i))
+			return false;
 	} else if (c == '+' || c == '(' || c == '%') {
 		if (!(mask & PRIVACY_DET_BIT(PRIVACY_DET_PHONE)) || !phone_at(s, n, i, &end))
 			return false;
@@ -727,17 +781,91 @@ static bool detect_at(const unsigned char *s, size_t n, size_t i, unsigned mask,
 }
 
 /*
- * The prefilter counts six things at once: each byte adds 1 to one of six
- * 10-bit fields of a 64-bit word (digits, colons, '@', '%', '.', capitals).
- * A string is summed 1023 bytes at a time, so no field can overflow.
+ * Secrets written as name=value pairs inside a string: a query string
+ * ("?user=u1&password=hunter2"), a form body, a log line quoting a request.
+ * The name is the run of letters, digits and _ - . [ ] % before the '=',
+ * judged by privacy_key_is_secret() as a field name would be; the hit is
+ * the value, up to the next '&', white space, quote or angle bracket, or
+ * between the quotes when it is quoted. The value runs on over ';', ',' and
+ * '#', which a secret may hold: masking a little more beats leaving the
+ * rest of a password. An empty value is no hit, nor is one already hashed,
+ * so masking twice changes nothing.
+ */
+
+static bool pair_name_byte(unsigned char c)
+{
+	return is_alnum(c) || c == '_' || c == '-' || c == '.' || c == '[' || c == ']' || c == '%';
+}
+
+static bool pair_value_end(unsigned char c)
+{
+	return c <= ' ' || c == 0x7f || c == '&' || c == '"' || c == '\'' || c == '<' || c == '>';
+}
+
+/* "h:" and 32 hex digits: what the hash action wrote. */
+static bool is_hash_text(const unsigned char *s, size_t n)
+{
+	if (n != 2 + 2 * PRIVACY_KEY_BYTES || s[0] != 'h' || s[1] != ':')
+		return false;
+	for (size_t k = 2; k < n; k++) {
+		if (!is_hex(s[k]))
+			return false;
+	}
+	return true;
+}
+
+/* Field names are judged on at most this many bytes before the '='. */
+#define PAIR_NAME_MAX 128
+
+static bool find_secret_pair(const unsigned char *s, size_t n, size_t from,
+	struct privacy_hit *hit)
+{
+	const unsigned char *eq;
+	size_t i = from;
+
+	while (i < n && (eq = memchr(s + i, '=', n - i)) != NULL) {
+		size_t e = (size_t)(eq - s), name = e, vs = e + 1, ve;
+
+		i = e + 1;
+		while (name > from && e - name < PAIR_NAME_MAX && pair_name_byte(s[name - 1]))
+			name--;
+		if (name == e || !privacy_key_is_secret((const char *)s + name, e - name))
+			continue;
+		if (vs < n && (s[vs] == '"' || s[vs] == '\'')) {
+			const unsigned char *close = memchr(s + vs + 1, s[vs], n - vs - 1);
+
+			vs++;
+			ve = close ? (size_t)(close - s) : n;
+		} else {
+			for (ve = vs; ve < n && !pair_value_end(s[ve]); ve++)
+				;
+		}
+		if (ve == vs || is_hash_text(s + vs, ve - vs))
+			continue;
+		hit->start = vs;
+		hit->end = ve;
+		hit->det = PRIVACY_DET_SECRET_KEY;
+		return true;
+	}
+	return false;
+}
+
+/*
+ * The prefilter counts seven things at once: each byte adds 1 to one of
+ * seven 9-bit fields of a 64-bit word (digits, colons, '@', '%', '.',
+ * capitals, '='). A string is summed 511 bytes at a time, so no field can
+ * overflow, and the sums of a longer one are added up field by field,
+ * stopping at 511: no decision needs to count further than 13.
  */
 enum {
 	F_DIGIT = 0,
-	F_COLON = 10,
-	F_AT = 20,
-	F_PERCENT = 30,
-	F_DOT = 40,
-	F_UPPER = 50,
+	F_COLON = 9,
+	F_AT = 18,
+	F_PERCENT = 27,
+	F_DOT = 36,
+	F_UPPER = 45,
+	F_EQUALS = 54,
+	F_CHUNK = 511,
 };
 
 static const uint64_t byte_counts[256] = {
@@ -747,35 +875,47 @@ static const uint64_t byte_counts[256] = {
 	['%'] = 1ull << F_PERCENT,
 	['.'] = 1ull << F_DOT,
 	['A' ... 'Z'] = 1ull << F_UPPER,
+	['='] = 1ull << F_EQUALS,
 };
 
 static size_t field(uint64_t sum, int shift)
 {
-	return (size_t)(sum >> shift) & 1023;
+	return (size_t)(sum >> shift) & F_CHUNK;
 }
 
-/* The detectors worth running, from the six counts of a string. */
-static unsigned prefilter_mask(const unsigned char *s, size_t n, size_t digits, size_t colons,
-	size_t at, size_t percent, size_t dots, size_t upper)
+/* The seven counts of s, as the fields of one word. */
+static inline uint64_t count_bytes(const unsigned char *s, size_t n)
 {
-	unsigned mask = 0;
+	static const int shifts[] = { F_DIGIT, F_COLON, F_AT, F_PERCENT, F_DOT, F_UPPER, F_EQUALS };
+	uint64_t total = 0;
 
-	if (!at && percent) {
-		/* "%40", an '@' in a URL */
-		for (size_t i = 0; i + 2 < n && !at; i++)
-			at = s[i] == '%' && s[i + 1] == '4' && s[i + 2] == '0';
+	for (size_t i = 0; i < n;) {
+		size_t end = n - i > F_CHUNK ? i + F_CHUNK : n;
+		uint64_t sum = 0;
+
+		for (; i < end; i++)
+			sum += byte_counts[s[i]];
+		if (!total) {
+			total = sum;
+			continue;
+		}
+		for (size_t k = 0; k < sizeof(shifts) / sizeof(shifts[0]); k++) {
+			size_t v = field(total, shifts[k]) + field(sum, shifts[k]);
+
+			total &= ~((uint64_t)F_CHUNK << shifts[k]);
+			total |= (uint64_t)(v < F_CHUNK ? v : F_CHUNK) << shifts[k];
+		}
 	}
-	if (at)
-		mask |= PRIVACY_DET_BIT(PRIVACY_DET_EMAIL);
-	if (digits >= 7)
-		mask |= PRIVACY_DET_BIT(PRIVACY_DET_PHONE) |
-			(digits >= 9 ? PRIVACY_DET_BIT(PRIVACY_DET_SSN) : 0) |
-			(digits >= 13 ? PRIVACY_DET_BIT(PRIVACY_DET_CARD) : 0);
-	if (upper && digits >= 2 && n >= 15)
-		mask |= PRIVACY_DET_BIT(PRIVACY_DET_IBAN);
-	if ((dots && digits >= 4) || colons >= 2)
-		mask |= PRIVACY_DET_BIT(PRIVACY_DET_IP);
-	return mask;
+	return total;
+}
+
+#define F_ANY(f) ((uint64_t)F_CHUNK << (f))
+
+/* Most strings: no digits, no '@', no '%', no '=', under two ':'. */
+static bool holds_nothing(uint64_t counts)
+{
+	return !(counts & (F_ANY(F_DIGIT) | F_ANY(F_AT) | F_ANY(F_PERCENT) | F_ANY(F_EQUALS))) &&
+	       field(counts, F_COLON) < 2;
 }
 
 /*
@@ -813,63 +953,77 @@ static bool is_timestamp(const unsigned char *s, size_t n)
 	return i == n;
 }
 
-static bool is_uuid(const unsigned char *s, size_t n)
+/*
+ * The detectors worth running on s, from its counts. With s NULL, from the
+ * counts alone, which may name a detector that a look at s would rule out.
+ */
+static unsigned prefilter_mask(const unsigned char *s, size_t n, uint64_t counts)
 {
-	if (n != 36)
-		return false;
-	for (size_t k = 0; k < n; k++) {
-		if (k == 8 || k == 13 || k == 18 || k == 23) {
-			if (s[k] != '-')
-				return false;
-		} else if (!is_hex(s[k])) {
-			return false;
-		}
+	size_t digits = field(counts, F_DIGIT), colons = field(counts, F_COLON);
+	size_t percent = field(counts, F_PERCENT), equals = field(counts, F_EQUALS);
+	bool at = field(counts, F_AT);
+	unsigned mask = 0;
+
+	if (holds_nothing(counts))
+		return 0;
+	if (s && !at && !percent && !equals && (is_timestamp(s, n) || is_uuid(s, n)))
+		return 0;
+	if (!at && percent) {
+		/* "%40", an '@' in a URL; without s, any '%' may be one */
+		at = !s;
+		for (size_t i = 0; s && i + 2 < n && !at; i++)
+			at = s[i] == '%' && s[i + 1] == '4' && s[i + 2] == '0';
 	}
-	return true;
+	if (at)
+		mask |= PRIVACY_DET_BIT(PRIVACY_DET_EMAIL);
+	if (digits >= 7)
+		mask |= PRIVACY_DET_BIT(PRIVACY_DET_PHONE) |
+			(digits >= 9 ? PRIVACY_DET_BIT(PRIVACY_DET_SSN) : 0) |
+			(digits >= 13 ? PRIVACY_DET_BIT(PRIVACY_DET_CARD) : 0);
+	if (field(counts, F_UPPER) && digits >= 2 && n >= 15)
+		mask |= PRIVACY_DET_BIT(PRIVACY_DET_IBAN);
+	if ((field(counts, F_DOT) && digits >= 4) || colons >= 2)
+		mask |= PRIVACY_DET_BIT(PRIVACY_DET_IP);
+	if (equals)
+		mask |= PRIVACY_DET_BIT(PRIVACY_DET_SECRET_KEY);
+	return mask;
 }
 
 unsigned privacy_detect_prefilter(const char *str, size_t n)
 {
 	const unsigned char *s = (const unsigned char *)str;
-	size_t digits = 0, colons = 0, at = 0, percent = 0, dots = 0, upper = 0;
 
-	for (size_t i = 0; i < n;) {
-		size_t end = n - i > 1023 ? i + 1023 : n;
-		uint64_t sum = 0;
-
-		for (; i < end; i++)
-			sum += byte_counts[s[i]];
-		digits += field(sum, F_DIGIT);
-		colons += field(sum, F_COLON);
-		at += field(sum, F_AT);
-		percent += field(sum, F_PERCENT);
-		dots += field(sum, F_DOT);
-		upper += field(sum, F_UPPER);
-	}
-	/* most strings: no digits, no '@', no '%', under two ':' */
-	if (!digits && !at && !percent && colons < 2)
-		return 0;
-	if (!at && !percent && (is_timestamp(s, n) || is_uuid(s, n)))
-		return 0;
-	return prefilter_mask(s, n, digits, colons, at, percent, dots, upper);
+	return prefilter_mask(s, n, count_bytes(s, n));
 }
 
 bool privacy_detect_next(const char *str, size_t n, size_t from, unsigned mask,
 	struct privacy_hit *hit)
 {
 	const unsigned char *s = (const unsigned char *)str;
-	struct privacy_hit email;
-	bool have_email = false;
+	struct privacy_hit first, pair;
+	bool have_first = false;
 	size_t limit = n;
 	unsigned starts = 0;
 
 	mask &= PRIVACY_DET_ALL_CONTENT;
-	if (mask & PRIVACY_DET_BIT(PRIVACY_DET_EMAIL)) {
-		have_email = find_email(s, n, from, &email);
-		if (have_email)
-			limit = email.start;
+	/*
+	 * Emails and secret values are found from their '@' and '=', not from
+	 * where they start, so they are looked for first, and the other
+	 * detectors only run before the earlier of the two. A value that
+	 * holds an address is taken whole, as the secret it is. (A number
+	 * cannot run on into an email: the local part takes every digit
+	 * and letter before the '@'.)
+	 */
+	if (mask & PRIVACY_DET_BIT(PRIVACY_DET_EMAIL))
+		have_first = find_email(s, n, from, &first);
+	if ((mask & PRIVACY_DET_BIT(PRIVACY_DET_SECRET_KEY)) &&
+	    find_secret_pair(s, n, from, &pair) && (!have_first || pair.start <= first.start)) {
+		first = pair;
+		have_first = true;
 	}
-	if ((mask & PRIVACY_DET_BIT(PRIVACY_DET_IP)) && memchr(s + from, ':', n - from))
+	if (have_first)
+		limit = first.start;
+	if ((mask & PRIVACY_DET_BIT(PRIVACY_DET_IP)) && memchr(s + from, ':', limit - from))
 		mask |= DET_V6;
 	/* the bytes where one of the detectors asked for can start */
 	if (mask & (PRIVACY_DET_BIT(PRIVACY_DET_CARD) | PRIVACY_DET_BIT(PRIVACY_DET_SSN) |
@@ -882,24 +1036,199 @@ bool privacy_detect_next(const char *str, size_t n, size_t from, unsigned mask,
 	if (mask & DET_V6)
 		starts |= B_HEX | B_COLON;
 	/*
-	 * The detectors see the text from `from` on only: what an earlier hit
-	 * covered is not context ("0790" ending an address does not make the
-	 * number after it the middle of a longer run of numbers).
+	 * The detectors see the text between `from` and `limit` only: what an
+	 * earlier hit covered is not context ("0790" ending an address does
+	 * not make the number after it the middle of a longer run of
+	 * numbers), and neither is what a later one will replace. So a pass
+	 * over masked text finds what the first pass found: "b::ffff:.0a@x.io"
+	 * has the address "b::ffff" once "0a@x.io" is hashed, so it has it
+	 * before too.
 	 */
 	for (size_t i = 0; starts && from + i < limit; i++) {
 		if (!(byte_flags[s[from + i]] & starts) || !starts_word(s + from, i) ||
-		    !detect_at(s + from, n - from, i, mask, hit))
+		    !detect_at(s + from, limit - from, i, mask, hit))
 			continue;
 		hit->start += from;
 		hit->end += from;
-		/* a number running into the email's local part: the email wins */
-		if (have_email && hit->end > email.start)
-			break;
 		return true;
 	}
-	if (have_email)
-		*hit = email;
-	return have_email;
+	if (have_first)
+		*hit = first;
+	return have_first;
+}
+
+/*
+ * The detectors worth running on the view of s, judged without building
+ * it: its counts are those of s with every escape's three bytes taken out
+ * and the byte it stands for put in ('+' and ' ' are not counted). Unless
+ * an escape stands for a byte of a pair's name, an '=' or a quote, the view
+ * holds no secret value that s does not ("%2F", "%20" and '+' only ever end
+ * a value sooner). The counts of a string longer than a chunk may be
+ * capped, so it is judged on mask alone.
+ */
+static unsigned view_prefilter(const unsigned char *s, size_t n, uint64_t counts, unsigned mask)
+{
+	const unsigned char *p = s, *end = s + n;
+	bool pairs = false;
+
+	if (n > F_CHUNK)
+		return mask;
+	while ((p = memchr(p, '%', (size_t)(end - p))) != NULL) {
+		unsigned char c;
+
+		if (end - p < 3 || !is_hex(p[1]) || !is_hex(p[2])) {
+			p++;
+			continue;
+		}
+		c = (unsigned char)(hex_value(p[1]) * 16 + hex_value(p[2]));
+		pairs |= pair_name_byte(c) || c == '=' || c == '"' || c == '\'';
+		counts -= byte_counts['%'] + byte_counts[p[1]] + byte_counts[p[2]];
+		counts += byte_counts[c];
+		p += 3;
+	}
+	if (!pairs)
+		mask &= ~PRIVACY_DET_BIT(PRIVACY_DET_SECRET_KEY);
+	return mask & prefilter_mask(NULL, n, counts);
+}
+
+/*
+ * The percent-decoded view of sc->s: every "%XX" read as its byte, and
+ * every '+' after an '=' as a space (a form's value). Returns false, with
+ * no view, when there is nothing to decode.
+ */
+static bool decode_view(struct privacy_scan *sc)
+{
+	const unsigned char *s = (const unsigned char *)sc->s;
+	size_t n = sc->n, k = 0;
+	bool form = false, decoded = false;
+
+	/* offsets are 32-bit; no string that long is worth a second look */
+	if (n >= UINT32_MAX)
+		return false;
+	if (n <= PRIVACY_SCAN_LOCAL) {
+		sc->d = sc->local_d;
+		sc->off = sc->local_off;
+	} else {
+		sc->d = xmalloc(n);
+		sc->off = xmalloc(xmul(n + 1, sizeof(*sc->off)));
+	}
+	for (size_t i = 0; i < n; k++) {
+		sc->off[k] = (uint32_t)i;
+		if (s[i] == '%' && i + 2 < n && is_hex(s[i + 1]) && is_hex(s[i + 2])) {
+			sc->d[k] = (char)(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2]));
+			i += 3;
+			decoded = true;
+		} else if (s[i] == '+' && form) {
+			sc->d[k] = ' ';
+			i++;
+			decoded = true;
+		} else {
+			form |= s[i] == '=';
+			sc->d[k] = (char)s[i++];
+		}
+	}
+	sc->off[k] = (uint32_t)n;
+	sc->dn = k;
+	if (!decoded)
+		privacy_scan_release(sc);
+	return decoded;
+}
+
+bool privacy_scan_init(struct privacy_scan *sc, const char *str, size_t n, unsigned mask)
+{
+	const unsigned char *s = (const unsigned char *)str;
+	uint64_t counts;
+	unsigned vmask = 0;
+
+	mask &= PRIVACY_DET_ALL_CONTENT;
+	if (!mask)
+		return false;
+	/* most strings end here: the caller then has nothing to call or release */
+	counts = count_bytes(s, n);
+	if (holds_nothing(counts))
+		return false;
+	sc->mask = mask & prefilter_mask(s, n, counts);
+	if (field(counts, F_PERCENT) || (field(counts, F_EQUALS) && memchr(s, '+', n)))
+		vmask = view_prefilter(s, n, counts, mask);
+	if (!sc->mask && !vmask)
+		return false;
+	sc->s = str;
+	sc->n = n;
+	sc->d = NULL;
+	sc->off = NULL;
+	sc->dn = 0;
+	sc->dmask = 0;
+	sc->have_dec = false;
+	sc->have_raw = sc->mask && privacy_detect_next(str, n, 0, sc->mask, &sc->raw);
+	if (vmask && decode_view(sc)) {
+		sc->dmask = vmask & privacy_detect_prefilter(sc->d, sc->dn);
+		sc->have_dec = sc->dmask && privacy_detect_next(sc->d, sc->dn, 0, sc->dmask, &sc->dec);
+		if (!sc->have_dec)
+			privacy_scan_release(sc);
+	}
+	if (sc->have_raw || sc->have_dec)
+		return true;
+	privacy_scan_release(sc);
+	return false;
+}
+
+/* The first byte of the view that comes from at or after byte i of s. */
+static size_t view_index(const struct privacy_scan *sc, size_t i)
+{
+	size_t lo = 0, hi = sc->dn;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (sc->off[mid] < i)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+bool privacy_scan_next(struct privacy_scan *sc, struct privacy_match *m)
+{
+	bool use_view;
+
+	if (!sc->have_raw && !sc->have_dec)
+		return false;
+	use_view = sc->have_dec && (!sc->have_raw || sc->off[sc->dec.start] < sc->raw.start);
+	if (use_view) {
+		m->hit = sc->dec;
+		m->text = sc->d;
+		m->text_len = sc->dn;
+		m->start = sc->off[sc->dec.start];
+		m->end = sc->off[sc->dec.end];
+	} else {
+		m->hit = sc->raw;
+		m->text = sc->s;
+		m->text_len = sc->n;
+		m->start = sc->raw.start;
+		m->end = sc->raw.end;
+	}
+	/* both go on after this hit; one that overlapped it is looked for again */
+	if (sc->have_raw && sc->raw.start < m->end)
+		sc->have_raw = m->end < sc->n &&
+			privacy_detect_next(sc->s, sc->n, m->end, sc->mask, &sc->raw);
+	if (sc->have_dec && sc->off[sc->dec.start] < m->end) {
+		size_t k = view_index(sc, m->end);
+
+		sc->have_dec = k < sc->dn && privacy_detect_next(sc->d, sc->dn, k, sc->dmask, &sc->dec);
+	}
+	return true;
+}
+
+void privacy_scan_release(struct privacy_scan *sc)
+{
+	if (sc->d && sc->d != sc->local_d) {
+		free(sc->d);
+		free(sc->off);
+	}
+	sc->d = NULL;
+	sc->off = NULL;
+	sc->have_dec = false;
 }
 
 /*
@@ -1033,6 +1362,11 @@ size_t privacy_hit_normalise(const char *str, const struct privacy_hit *hit,
 		return phone_normalise(s, n, out);
 	case PRIVACY_DET_IP:
 		return ip_text(s, n, false, out);
+	case PRIVACY_DET_SECRET_KEY:
+		/* as it stands; render_hit() reads a long one in place instead */
+		k = n < PRIVACY_NORM_MAX ? n : PRIVACY_NORM_MAX - 1;
+		memcpy(out, s, k);
+		break;
 	default:
 		/* card and ssn: the digits; iban: without its spaces */
 		for (size_t i = 0; i < n; i++) {

@@ -99,14 +99,21 @@ static bool blank_outside(const char *s, size_t n, const struct privacy_hit *hit
 static size_t render_hit(const struct privacy_hasher *h, const char *s,
 	const struct privacy_hit *hit, enum privacy_action act, char out[PRIVACY_NORM_MAX])
 {
-	char norm[PRIVACY_NORM_MAX];
+	char buf[PRIVACY_NORM_MAX];
+	const char *norm = buf;
 	size_t len;
 
 	if (act == PRIVACY_ACT_TRUNCATE_IP && hit->det == PRIVACY_DET_IP)
 		return privacy_ip_truncate(s, hit, out);
 	if (act == PRIVACY_ACT_PARTIAL || act == PRIVACY_ACT_SHA256 ||
 	    (act == PRIVACY_ACT_HASH && h)) {
-		len = privacy_hit_normalise(s, hit, norm);
+		/* a secret value may be of any length: it is read where it is */
+		if (hit->det == PRIVACY_DET_SECRET_KEY) {
+			norm = s + hit->start;
+			len = hit->end - hit->start;
+		} else {
+			len = privacy_hit_normalise(s, hit, buf);
+		}
 		if (act == PRIVACY_ACT_PARTIAL)
 			return privacy_partial(hit->det, norm, len, out);
 		if (act == PRIVACY_ACT_HASH)
@@ -119,38 +126,41 @@ static size_t render_hit(const struct privacy_hasher *h, const char *s,
 }
 
 /*
- * Rewrites every detector hit in s whose action is not keep. The output
- * buffer is touched only once something changes.
+ * Rewrites every detector hit in s, or in its percent-decoded view, whose
+ * action is not keep. A hit in the view replaces the encoded bytes it came
+ * from. The output buffer is touched only once something changes.
  */
 static enum rewrite rewrite_some(const struct privacy_hasher *h, const char *s, size_t n,
 	const uint8_t *acts, unsigned want, struct buf *out)
 {
 	char rep[PRIVACY_NORM_MAX];
-	struct privacy_hit hit;
-	size_t from = 0, copied = 0;
+	struct privacy_scan sc;
+	struct privacy_match m;
+	size_t copied = 0;
 	bool changed = false;
 
-	if (!want)
+	if (!privacy_scan_init(&sc, s, n, want))
 		return REWRITE_SAME;
-	want &= privacy_detect_prefilter(s, n);
-	while (want && from < n && privacy_detect_next(s, n, from, want, &hit)) {
-		enum privacy_action act = acts[hit.det];
+	while (privacy_scan_next(&sc, &m)) {
+		enum privacy_action act = acts[m.hit.det];
 		size_t len;
 
-		if (act == PRIVACY_ACT_DROP && !changed && blank_outside(s, n, &hit))
+		if (act == PRIVACY_ACT_DROP && !changed && blank_outside(m.text, m.text_len, &m.hit)) {
+			privacy_scan_release(&sc);
 			return REWRITE_DROP;
-		len = render_hit(h, s, &hit, act, rep);
-		from = hit.end;
-		if (len == hit.end - hit.start && memcmp(rep, s + hit.start, len) == 0)
+		}
+		len = render_hit(h, m.text, &m.hit, act, rep);
+		if (len == m.end - m.start && memcmp(rep, s + m.start, len) == 0)
 			continue;
 		if (!changed) {
 			buf_reset(out);
 			changed = true;
 		}
-		buf_add(out, s + copied, hit.start - copied);
+		buf_add(out, s + copied, m.start - copied);
 		buf_add(out, rep, len);
-		copied = hit.end;
+		copied = m.end;
 	}
+	privacy_scan_release(&sc);
 	if (!changed)
 		return REWRITE_SAME;
 	buf_add(out, s + copied, n - copied);
@@ -655,6 +665,38 @@ enum privacy_display privacy_display_default(const char *type)
 	return PRIVACY_DISPLAY_KEEP;
 }
 
+/*
+ * Whether s is one well-formed address and nothing else: the email
+ * detector's hit from its first byte to its last, one '@' (not a chain,
+ * not "%40") and a local part of at most 64 bytes. Only then may its
+ * partial form show the domain.
+ */
+static bool one_email(const char *s, size_t n)
+{
+	const char *at = memchr(s, '@', n);
+	struct privacy_hit hit;
+
+	if (!at || at - s > 64 || memchr(at + 1, '@', n - (size_t)(at - s) - 1) ||
+	    n >= PRIVACY_HIT_MAX)
+		return false;
+	return privacy_detect_next(s, n, 0, PRIVACY_DET_BIT(PRIVACY_DET_EMAIL), &hit) &&
+	       hit.start == 0 && hit.end == n;
+}
+
+/* Whether s is one phone number as privacy_normalise() writes it: +?digits, 15 at most. */
+static bool one_phone(const char *s, size_t n)
+{
+	size_t i = n > 0 && s[0] == '+';
+
+	if (n == i || n - i > 15)
+		return false;
+	for (; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+	}
+	return true;
+}
+
 char *privacy_identifier_display(const struct privacy_hasher *h, const char *type,
 	const char *norm, size_t len, enum privacy_display mode)
 {
@@ -667,11 +709,17 @@ char *privacy_identifier_display(const struct privacy_hasher *h, const char *typ
 	case PRIVACY_DISPLAY_HASH:
 		return NULL;
 	case PRIVACY_DISPLAY_PARTIAL:
-		if (type && strcmp(type, "email") == 0)
+		/*
+		 * Partial keeps a domain and the last digits, which is only
+		 * safe for one address or number: of "a@x.org, b@y.org" it
+		 * would keep the second whole. Anything else shows its
+		 * first character.
+		 */
+		if (type && strcmp(type, "email") == 0 && one_email(norm, len))
 			det = PRIVACY_DET_EMAIL;
-		else if (type && strcmp(type, "phone") == 0)
+		else if (type && strcmp(type, "phone") == 0 && one_phone(norm, len))
 			det = PRIVACY_DET_PHONE;
-		if (det != PRIVACY_DET_NONE && len < PRIVACY_HIT_MAX) {
+		if (det != PRIVACY_DET_NONE) {
 			char rep[PRIVACY_NORM_MAX];
 			size_t n = privacy_partial(det, norm, len, rep);
 

@@ -17,8 +17,9 @@
  *
  * The "h:" values that the hash action writes into events use the same
  * key with the detector name as T ("email", "phone", "card", "ssn",
- * "iban", "ip", or "value" for a whole value no detector recognises), so a
- * hashed email in properties equals the email identifier's key.
+ * "iban", "ip", "secret_key" for the value of a password=... pair, or
+ * "value" for a whole value no detector recognises), so a hashed email in
+ * properties equals the email identifier's key.
  *
  * Thread safety: a master, a hasher and a policy are immutable once built
  * and may be used from several threads at once.
@@ -89,9 +90,13 @@ enum privacy_display privacy_display_default(const char *type);
  * The display string (malloc'd, caller frees) of a normalised identifier, or
  * NULL for PRIVACY_DISPLAY_HASH. KEEP runs every detector over the value
  * with the hash action, so a user id that is an email comes out "h:<hex>".
- * PARTIAL keeps an email's first character and domain, a phone's '+' and
- * last four digits, and for other types the first character then "***".
- * With h NULL, KEEP redacts what it would have hashed.
+ * PARTIAL keeps an email's first character and domain when the value is
+ * exactly one address (one '@', a local part of at most 64 bytes), a
+ * phone's '+' and last four digits when it is exactly one number ('+' if
+ * any, then at most 15 digits); any other value, of any type, shows its
+ * first character then "***", so nothing after it (a second address, a
+ * phone number) reaches the display. With h NULL, KEEP redacts what it
+ * would have hashed.
  */
 char *privacy_identifier_display(const struct privacy_hasher *h, const char *type,
 	const char *norm, size_t len, enum privacy_display mode);
@@ -130,8 +135,10 @@ int privacy_mask_event(const struct privacy_policy *p, const struct privacy_hash
 
 /*
  * Masks free text (a log line, an error message quoting input) with the
- * policy's detector rules that have no path; drop acts as redact. Returns a
- * malloc'd NUL-terminated copy, masked. p and h may be NULL as above.
+ * policy's detector rules that have no path; drop acts as redact. A
+ * secret_key rule applies to the values of name=value pairs whose name
+ * looks like a secret ("?password=...&token=..."). Returns a malloc'd
+ * NUL-terminated copy, masked. p and h may be NULL as above.
  */
 char *privacy_mask_text(const struct privacy_policy *p, const struct privacy_hasher *h,
 	const char *s, size_t len);

@@ -13,8 +13,10 @@
 #include "privacy/privacy.h"
 
 /*
- * The detectors. The first PRIVACY_DET_CONTENT look inside strings; the key
- * matcher only looks at field names.
+ * The detectors. The first PRIVACY_DET_CONTENT look inside strings. The last
+ * of those, secret_key, judges field names too: a field named like a secret
+ * is taken whole, and inside a string it finds the values of name=value
+ * pairs whose name looks like a secret ("?password=...").
  */
 enum privacy_det {
 	PRIVACY_DET_EMAIL,
@@ -27,7 +29,7 @@ enum privacy_det {
 	PRIVACY_DET_NONE,	/* a rule without a detector */
 };
 
-#define PRIVACY_DET_CONTENT 6
+#define PRIVACY_DET_CONTENT 7
 #define PRIVACY_DET_BIT(d) (1u << (d))
 #define PRIVACY_DET_ALL_CONTENT ((1u << PRIVACY_DET_CONTENT) - 1)
 
@@ -51,7 +53,9 @@ struct privacy_hit {
 
 /*
  * No hit is longer than PRIVACY_HIT_MAX bytes, and a hit's normalised,
- * partial or truncated form fits in PRIVACY_NORM_MAX bytes with its NUL.
+ * partial or truncated form fits in PRIVACY_NORM_MAX bytes with its NUL;
+ * the exception is a secret_key value, which has no length limit and is
+ * hashed or shown where it stands, never normalised into a buffer.
  */
 #define PRIVACY_HIT_MAX 512
 #define PRIVACY_NORM_MAX 640
@@ -62,7 +66,8 @@ enum privacy_det privacy_det_parse(const char *name);
 
 /*
  * The detectors (a mask of PRIVACY_DET_BIT) that could match somewhere in s,
- * judged from one cheap pass: '@' for email, enough digits for the others.
+ * judged from one cheap pass: '@' for email, '=' for secret_key, enough
+ * digits for the others.
  */
 unsigned privacy_detect_prefilter(const char *s, size_t n);
 
@@ -73,6 +78,55 @@ unsigned privacy_detect_prefilter(const char *s, size_t n);
  */
 bool privacy_detect_next(const char *s, size_t n, size_t from, unsigned mask,
 	struct privacy_hit *hit);
+
+/*
+ * Every hit of the detectors in mask in a string and in its percent-decoded
+ * view, in order and without overlaps. URLs carry separators encoded:
+ * "2001%3Adb8%3A%3A1" and "4111%201111%201111%201111" from
+ * encodeURIComponent, "q=GB82+WEST+1234..." from a form, where '+' after an
+ * '=' is a space. The view is only built for a string with a '%', or with
+ * an '=' and a '+', whose counts once decoded (worked out without
+ * decoding) could make a match. A hit in the view replaces the encoded
+ * bytes it came from; where a hit in the string and one in the view overlap, the one that
+ * starts first wins, the string's on a tie (so "jane+news@example.com" stays
+ * one address, not "news@example.com").
+ */
+#define PRIVACY_SCAN_LOCAL 256
+
+struct privacy_scan {
+	const char *s;
+	size_t n;
+	unsigned mask;			/* the detectors worth running on s */
+	unsigned dmask;			/* and on the view */
+	char *d;			/* the decoded view, or NULL */
+	uint32_t *off;			/* off[k]: where d[k] starts in s; off[dn] = n */
+	size_t dn;
+	struct privacy_hit raw;		/* the next hit in s, if have_raw */
+	struct privacy_hit dec;		/* the next hit in d, if have_dec */
+	bool have_raw;
+	bool have_dec;
+	char local_d[PRIVACY_SCAN_LOCAL];		/* the view of a short string */
+	uint32_t local_off[PRIVACY_SCAN_LOCAL + 1];
+};
+
+/* One hit as privacy_scan_next() reports it. */
+struct privacy_match {
+	struct privacy_hit hit;		/* in text's coordinates */
+	const char *text;		/* the string, or its decoded view */
+	size_t text_len;
+	size_t start;			/* the bytes of the string the hit covers */
+	size_t end;
+};
+
+/*
+ * Sets up a scan of s for the detectors in mask. Returns false when there
+ * is nothing to find; then there is nothing to release either. Otherwise
+ * privacy_scan_next() gives the hits one by one, and privacy_scan_release()
+ * frees the view of a long string.
+ */
+bool privacy_scan_init(struct privacy_scan *sc, const char *s, size_t n, unsigned mask);
+bool privacy_scan_next(struct privacy_scan *sc, struct privacy_match *m);
+void privacy_scan_release(struct privacy_scan *sc);
 
 /* Writes the detector-normalised form of a hit into out; returns its length. */
 size_t privacy_hit_normalise(const char *s, const struct privacy_hit *hit,

@@ -233,6 +233,62 @@ static void test_privacy__phone_ignores_dates_versions_prices(void **state)
 	check_untouched("phone", ins, sizeof(ins) / sizeof(ins[0]));
 }
 
+/* A random version 4 UUID, from a fixed xorshift sequence so a failure repeats. */
+static void random_uuid(uint64_t *state, char out[37])
+{
+	uint8_t b[16];
+
+	for (int i = 0; i < 16; i++) {
+		*state ^= *state << 13;
+		*state ^= *state >> 7;
+		*state ^= *state << 17;
+		b[i] = (uint8_t)*state;
+	}
+	b[6] = (b[6] & 0x0f) | 0x40;
+	b[8] = (b[8] & 0x3f) | 0x80;
+	snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+		 b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12],
+		 b[13], b[14], b[15]);
+}
+
+static void test_privacy__phone_never_alters_uuids(void **state)
+{
+	/* each UUID alone and inside longer strings: before and after it */
+	static const char *const forms[][2] = {
+		{ "", "" }, { "anon-", "" }, { "ajs-", "" }, { "https://x.io/orders/", ".json?x=1" },
+		{ "{", "}" }, { "id ", " ok" },
+	};
+	uint64_t seed = 0x9e3779b97f4a7c15ull;
+	char uuid[37], text[128], want[128];
+
+	(void)state;
+	for (int k = 0; k < 10000; k++) {
+		json_t *e;
+
+		random_uuid(&seed, uuid);
+		/* every other one in capitals */
+		for (char *c = uuid; k % 2 && *c; c++)
+			*c = (char)(*c >= 'a' ? *c - 'a' + 'A' : *c);
+		for (size_t f = 0; f < sizeof(forms) / sizeof(forms[0]); f++) {
+			char *out;
+
+			snprintf(text, sizeof(text), "%s%s%s", forms[f][0], uuid, forms[f][1]);
+			out = privacy_mask_text(NULL, ws42, text, strlen(text));
+			if (strcmp(out, text) != 0)
+				fail_msg("UUID %d altered: '%s' -> '%s'", k, text, out);
+			free(out);
+		}
+		e = json_pack("{ss ss s{s{ss}}}", "anonymousId", uuid, "messageId", text,
+			      "context", "page", "url", text);
+		assert_int_equal(privacy_mask_event(NULL, ws42, e), 0);
+		json_decref(e);
+	}
+	/* a phone number written beside one is still found */
+	snprintf(text, sizeof(text), "%s 415-555-0100", uuid);
+	snprintf(want, sizeof(want), "%s [redacted:phone]", uuid);
+	check_detector("phone", text, want);
+}
+
 static void test_privacy__card_requires_luhn(void **state)
 {
 	static const char *const cards[] = {
@@ -334,6 +390,132 @@ static void test_privacy__ip_ignores_times_macs_and_long_dotted(void **state)
 
 	(void)state;
 	check_untouched("ip", ins, sizeof(ins) / sizeof(ins[0]));
+}
+
+static void test_privacy__email_with_overlong_local_part_still_masked(void **state)
+{
+	struct buf in = BUF_INIT, want = BUF_INIT;
+	char h[35], json[512], expect[512];
+
+	(void)state;
+	/* a messageId of 90 'm', a dash and an address: the whole run goes */
+	for (int i = 0; i < 90; i++)
+		buf_addc(&in, 'm');
+	buf_adds(&in, "-canary+x1@example.org");
+	check_detector("email", in.data, "[redacted:email]");
+	/* and is hashed as one value, so nothing of it stays readable */
+	snprintf(json, sizeof(json), "{\"messageId\":\"%s\"}", in.data);
+	snprintf(expect, sizeof(expect), "{\"messageId\":\"%s\"}", hashed(h, "email", in.data));
+	check_event(NULL, json, expect);
+	/* 70 letters written right before an address */
+	check_detector("email", "note: abcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghij"
+		       "abcdefghijjane@example.com thanks", "note: [redacted:email] thanks");
+	/* a run longer than a hit may be: the hit is the 256 bytes before the '@' */
+	buf_reset(&in);
+	for (int i = 0; i < 300; i++)
+		buf_addc(&in, 'x');
+	buf_adds(&in, "@example.com");
+	for (int i = 0; i < 44; i++)
+		buf_addc(&want, 'x');
+	buf_adds(&want, "[redacted:email]");
+	check_detector("email", in.data, want.data);
+	buf_release(&in);
+	buf_release(&want);
+}
+
+static void test_privacy__percent_encoded_separators_decoded(void **state)
+{
+	static const struct {
+		const char *detector, *in, *want;
+	} cases[] = {
+		/* encodeURIComponent */
+		{ "ip", "https://x.io/a?next=%2Fhome&who=2001%3Adb8%3A5657%3A1a2b%3A3c4d%3A5e6f%3A7a8b%3A9c0d",
+		  "https://x.io/a?next=%2Fhome&who=[redacted:ip]" },
+		{ "ip", "?who=%3A%3Affff%3A192.0.2.1&page=1", "?who=[redacted:ip]&page=1" },
+		{ "card", "?next=%2Fhome&who=4111%201111%201111%201111", "?next=%2Fhome&who=[redacted:card]" },
+		{ "ssn", "?who=123%2045%206789", "?who=[redacted:ssn]" },
+		{ "phone", "?who=%2B1%20415%20555%200100", "?who=[redacted:phone]" },
+		{ "iban", "?who=DE89%203704%200044%200532%200130%2000", "?who=[redacted:iban]" },
+		/* URLSearchParams: '+' for a space */
+		{ "iban", "https://x.io/search?q=GB82+WEST+1234+5698+7654+32&page=1",
+		  "https://x.io/search?q=[redacted:iban]&page=1" },
+		{ "card", "?q=4111+1111+1111+1111&page=1", "?q=[redacted:card]&page=1" },
+		{ "ssn", "?q=123+45+6789&page=1", "?q=[redacted:ssn]&page=1" },
+		{ "phone", "?q=%2B1+415+555+0100&page=1", "?q=[redacted:phone]&page=1" },
+		{ "ip", "?q=2001%3Adb8%3A%3A1&page=1", "?q=[redacted:ip]&page=1" },
+		/* escapes of what matches nothing stay as they were */
+		{ "phone", "?d=2024%2D01%2D15&t=10%3A30%3A00&v=10%2E0%2E19045", NULL },
+		{ "ip", "?d=2024%2D01%2D15&t=10%3A30%3A00&m=00%3A1a%3A2b%3A3c%3A4d%3A5e", NULL },
+		{ "card", "?q=4111+1111+1111+1112", NULL },
+		/* before any '=', '+' is not a space */
+		{ "card", "4111+1111+1111+1111", NULL },
+	};
+	struct privacy_policy *p = policy("{\"rules\":[{\"detector\":\"email\",\"action\":\"hash\"},"
+					   "{\"detector\":\"phone\",\"action\":\"hash\"}]}");
+	char h[35], want[256];
+	const char *in;
+	char *out;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		check_detector(cases[i].detector, cases[i].in, cases[i].want ? cases[i].want : cases[i].in);
+	/* a decoded phone hashes like the same phone written plainly */
+	in = "?q=%2B1+415+555+0100&page=1";
+	snprintf(want, sizeof(want), "?q=%s&page=1", hashed(h, "phone", "+14155550100"));
+	out = privacy_mask_text(p, ws42, in, strlen(in));
+	assert_string_equal(out, want);
+	free(out);
+	/* reading '+' as a space does not cut a raw match short */
+	in = "?e=jane+news@example.com&page=1";
+	snprintf(want, sizeof(want), "?e=%s&page=1", hashed(h, "email", "jane+news@example.com"));
+	out = privacy_mask_text(p, ws42, in, strlen(in));
+	assert_string_equal(out, want);
+	free(out);
+	in = "?to=%2B1+415+555+0100 or call +1 415 555 0199";
+	snprintf(want, sizeof(want), "?to=%s or call ", hashed(h, "phone", "+14155550100"));
+	snprintf(want + strlen(want), sizeof(want) - strlen(want), "%s",
+		 hashed(h, "phone", "+14155550199"));
+	out = privacy_mask_text(p, ws42, in, strlen(in));
+	assert_string_equal(out, want);
+	free(out);
+	privacy_policy_free(p);
+	/* in an event, under the default policy */
+	check_event(NULL, "{\"context\":{\"page\":{\"url\":\"https://x.io/account?next=%2Fhome&"
+		    "who=2001%3Adb8%3A5657%3A1a2b%3A3c4d%3A5e6f%3A7a8b%3A9c0d\","
+		    "\"search\":\"?q=GB82+WEST+1234+5698+7654+32&page=1\"}}}",
+		    "{\"context\":{\"page\":{\"search\":\"?q=[redacted:iban]&page=1\","
+		    "\"url\":\"https://x.io/account?next=%2Fhome&who=2001:db8:5657::\"}}}");
+}
+
+/* What comes right before an address is judged without the address. */
+static void test_privacy__text_before_an_email_judged_alone(void **state)
+{
+	static const char *const ins[] = {
+		"b::ffff:.0ob@exfamp.co@", "call +44 20 7946 0958jane@example.org",
+	};
+	char hp[35], he[35], want[256];
+	char *out, *again;
+
+	(void)state;
+	/* "b::ffff" is an address once the email is hashed, so it is one before */
+	out = privacy_mask_text(NULL, ws42, ins[0], strlen(ins[0]));
+	snprintf(want, sizeof(want), "b:::.%s@", hashed(he, "email", "0ob@exfamp.co"));
+	assert_string_equal(out, want);
+	free(out);
+	/* a number up to the local part is a number, not left raw */
+	out = privacy_mask_text(NULL, ws42, ins[1], strlen(ins[1]));
+	snprintf(want, sizeof(want), "call %s %s", hashed(hp, "phone", "+44207946"),
+		 hashed(he, "email", "0958jane@example.org"));
+	assert_string_equal(out, want);
+	free(out);
+	/* and a second pass over masked text finds nothing more */
+	for (size_t i = 0; i < sizeof(ins) / sizeof(ins[0]); i++) {
+		out = privacy_mask_text(NULL, ws42, ins[i], strlen(ins[i]));
+		again = privacy_mask_text(NULL, ws42, out, strlen(out));
+		assert_string_equal(again, out);
+		free(again);
+		free(out);
+	}
 }
 
 static void test_privacy__secret_key_names(void **state)
@@ -621,6 +803,27 @@ static void test_privacy__display_partial(void **state)
 	check_display("user_id", "abc123", PRIVACY_DISPLAY_PARTIAL, "a***");
 	check_display("user_id", "\xc3\xa9milie", PRIVACY_DISPLAY_PARTIAL, "\xc3\xa9***");
 	check_display("email", "not-an-email", PRIVACY_DISPLAY_PARTIAL, "n***");
+}
+
+/* Only a value that is one email (or one phone) keeps more than its first character. */
+static void test_privacy__display_partial_shows_no_tail(void **state)
+{
+	(void)state;
+	check_display("email", "a@example.org, c_x_55@mail.example.org", PRIVACY_DISPLAY_PARTIAL, "a***");
+	check_display("email", "jane@example.org / +15556479847", PRIVACY_DISPLAY_PARTIAL, "j***");
+	check_display("email", "jane@example.org;bob@example.net", PRIVACY_DISPLAY_PARTIAL, "j***");
+	check_display("email", "a@b.org@c.com", PRIVACY_DISPLAY_PARTIAL, "a***");
+	check_display("email", "jane@example.com junk", PRIVACY_DISPLAY_PARTIAL, "j***");
+	check_display("email", "<jane@example.com>", PRIVACY_DISPLAY_PARTIAL, "<***");
+	check_display("email", "jane%40example.com", PRIVACY_DISPLAY_PARTIAL, "j***");
+	check_display("email", "mmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmm"
+		      "-jane@example.com", PRIVACY_DISPLAY_PARTIAL, "m***");
+	check_display("phone", "+15556479847 jane@example.org", PRIVACY_DISPLAY_PARTIAL, "+***");
+	check_display("phone", "4155551234x", PRIVACY_DISPLAY_PARTIAL, "4***");
+	check_display("phone", "+4111111111111111", PRIVACY_DISPLAY_PARTIAL, "+***");
+	/* one address or number: partial as before */
+	check_display("email", "c_x_55@mail.example.org", PRIVACY_DISPLAY_PARTIAL, "c***@mail.example.org");
+	check_display("phone", "+15556479847", PRIVACY_DISPLAY_PARTIAL, "+*******9847");
 }
 
 static void test_privacy__display_keep_masks_embedded_pii(void **state)
@@ -1137,6 +1340,50 @@ static void test_privacy__mask_text_default_policy(void **state)
 	free(out);
 }
 
+static void test_privacy__mask_text_secret_pairs(void **state)
+{
+	const char *in = "GET /login?user=u1&password=hunter2&api_key=XYZ-123&next=%2F";
+	struct privacy_policy *p;
+	char h[35], want[256];
+	char *out, *again;
+
+	(void)state;
+	out = privacy_mask_text(NULL, ws42, in, strlen(in));
+	assert_string_equal(out, "GET /login?user=u1&password=[redacted:secret_key]&"
+			    "api_key=[redacted:secret_key]&next=%2F");
+	free(out);
+	check_detector("secret_key", "refused token=abc.def.ghi for u1",
+		       "refused token=[redacted:secret_key] for u1");
+	check_detector("secret_key", "login failed: password=\"hunter 2\" for u1",
+		       "login failed: password=\"[redacted:secret_key]\" for u1");
+	check_detector("secret_key", "x?access_token=ya29.a0&total_tokens=5&passage=3&password=",
+		       "x?access_token=[redacted:secret_key]&total_tokens=5&passage=3&password=");
+	check_detector("secret_key", "user[password]=p1&API_KEY=k2&client_secret=s3",
+		       "user[password]=[redacted:secret_key]&API_KEY=[redacted:secret_key]&"
+		       "client_secret=[redacted:secret_key]");
+	/* a name written percent-encoded */
+	check_detector("secret_key", "?api%5Fkey=k1", "?api%5Fkey=[redacted:secret_key]");
+	/* hash: the value's key with type secret_key; masking again changes nothing */
+	p = policy("{\"rules\":[{\"detector\":\"secret_key\",\"action\":\"hash\"}]}");
+	in = "?token=abc123&x=1";
+	snprintf(want, sizeof(want), "?token=%s&x=1", hashed(h, "secret_key", "abc123"));
+	out = privacy_mask_text(p, ws42, in, strlen(in));
+	assert_string_equal(out, want);
+	again = privacy_mask_text(p, ws42, out, strlen(out));
+	assert_string_equal(again, out);
+	free(again);
+	free(out);
+	privacy_policy_free(p);
+	/* events mask them inside strings too, unless a rule keeps the value */
+	check_event(NULL, "{\"context\":{\"page\":{\"url\":\"https://x.io/r?token=abc123&step=2\"}}}",
+		    "{\"context\":{\"page\":{\"url\":"
+		    "\"https://x.io/r?token=[redacted:secret_key]&step=2\"}}}");
+	check_event("{\"rules\":[{\"path\":\"context.page.url\",\"action\":\"keep\"}],"
+		    "\"include_default\":true}",
+		    "{\"context\":{\"page\":{\"url\":\"https://x.io/r?token=abc123&step=2\"}}}",
+		    "{\"context\":{\"page\":{\"url\":\"https://x.io/r?token=abc123&step=2\"}}}");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1145,11 +1392,15 @@ int main(void)
 		cmocka_unit_test(test_privacy__email_percent_encoded_hashes_like_raw),
 		cmocka_unit_test(test_privacy__phone_formats_found),
 		cmocka_unit_test(test_privacy__phone_ignores_dates_versions_prices),
+		cmocka_unit_test(test_privacy__phone_never_alters_uuids),
 		cmocka_unit_test(test_privacy__card_requires_luhn),
 		cmocka_unit_test(test_privacy__ssn_refuses_invalid_groups),
 		cmocka_unit_test(test_privacy__iban_requires_mod97),
 		cmocka_unit_test(test_privacy__ip_v4_and_v6_found),
 		cmocka_unit_test(test_privacy__ip_ignores_times_macs_and_long_dotted),
+		cmocka_unit_test(test_privacy__email_with_overlong_local_part_still_masked),
+		cmocka_unit_test(test_privacy__percent_encoded_separators_decoded),
+		cmocka_unit_test(test_privacy__text_before_an_email_judged_alone),
 		cmocka_unit_test(test_privacy__secret_key_names),
 		cmocka_unit_test(test_privacy__normalise_email_phone_other),
 		cmocka_unit_test(test_privacy__email_case_and_spacing_same_key),
@@ -1164,6 +1415,7 @@ int main(void)
 		cmocka_unit_test(test_privacy__master_load_refuses_missing),
 		cmocka_unit_test(test_privacy__display_defaults),
 		cmocka_unit_test(test_privacy__display_partial),
+		cmocka_unit_test(test_privacy__display_partial_shows_no_tail),
 		cmocka_unit_test(test_privacy__display_keep_masks_embedded_pii),
 		cmocka_unit_test(test_privacy__display_hash_is_null),
 		cmocka_unit_test(test_privacy__action_keep),
@@ -1193,6 +1445,7 @@ int main(void)
 		cmocka_unit_test(test_privacy__changes_are_counted),
 		cmocka_unit_test(test_privacy__deep_and_long_values),
 		cmocka_unit_test(test_privacy__mask_text_default_policy),
+		cmocka_unit_test(test_privacy__mask_text_secret_pairs),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
