@@ -174,6 +174,22 @@ void buf_add_json_string(struct buf *b, const char *s, size_t n)
 	buf_addc(b, '"');
 }
 
+void buf_scrub_utf8(struct buf *b, size_t from)
+{
+	unsigned char *u = (unsigned char *)b->data;
+
+	for (size_t i = from; i < b->len; i++) {
+		if (u[i] < 0x80)
+			continue;
+		size_t len = utf8_seq(u + i, b->len - i);
+
+		if (len)
+			i += len - 1;
+		else
+			u[i] = '?';
+	}
+}
+
 char *buf_detach(struct buf *b, size_t *len)
 {
 	char *p = b->data ? b->data : xstrdup("");

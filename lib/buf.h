@@ -46,6 +46,11 @@ void buf_add_be64(struct buf *b, uint64_t v);
  * well-formed UTF-8 become \ufffd, so the result is always valid JSON.
  */
 void buf_add_json_string(struct buf *b, const char *s, size_t n);
+/*
+ * Replaces every byte from offset from on that is not part of well-formed
+ * UTF-8 with '?': for messages that quote input cut at a byte count.
+ */
+void buf_scrub_utf8(struct buf *b, size_t from);
 /* Takes the data out; the buffer is left empty. Caller frees. */
 char *buf_detach(struct buf *b, size_t *len);
 

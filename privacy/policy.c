@@ -345,6 +345,7 @@ int privacy_policy_parse(const char *json, size_t len, struct privacy_policy **o
 {
 	json_error_t jerr;
 	json_t *root;
+	size_t start = err->len;
 	int rc;
 
 	*out = NULL;
@@ -352,10 +353,14 @@ int privacy_policy_parse(const char *json, size_t len, struct privacy_policy **o
 	if (!root) {
 		buf_printf(err, "invalid JSON at line %d, column %d: %s", jerr.line, jerr.column,
 			   jerr.text);
-		return WEFT_EINVAL;
+		rc = WEFT_EINVAL;
+	} else {
+		rc = policy_from_json(root, out, err);
+		json_decref(root);
 	}
-	rc = policy_from_json(root, out, err);
-	json_decref(root);
+	/* Messages quote input cut at a byte count: never half a character. */
+	if (rc)
+		buf_scrub_utf8(err, start);
 	return rc;
 }
 

@@ -1025,6 +1025,34 @@ static void test_privacy__policy_parse_errors_name_the_rule(void **state)
 	check_refused("{\"rules\":[", "invalid JSON at line 1, column 10: ']' expected near end of file");
 }
 
+/* A field name cut at the quoting limit must not leave half a character. */
+static void test_privacy__policy_errors_are_valid_utf8(void **state)
+{
+	struct buf err = BUF_INIT, json = BUF_INIT;
+	struct privacy_policy *p = NULL;
+
+	(void)state;
+	buf_adds(&json, "{\"rules\":[{\"action\":\"keep\",\"path\":\"a\",\"");
+	for (int i = 0; i < 30; i++)
+		buf_adds(&json, "\xe2\x82\xac");	/* a euro sign, 3 bytes */
+	buf_adds(&json, "\":1}]}");
+	assert_int_equal(privacy_policy_parse(json.data, json.len, &p, &err), WEFT_EINVAL);
+	assert_null(p);
+	assert_non_null(strstr(err.data, "rule 0"));
+	for (size_t i = 0; i < err.len; i++) {
+		unsigned char c = (unsigned char)err.data[i];
+
+		if (c < 0x80)
+			continue;
+		/* Only whole euro signs may remain. */
+		assert_true(i + 2 < err.len);
+		assert_memory_equal(err.data + i, "\xe2\x82\xac", 3);
+		i += 2;
+	}
+	buf_release(&err);
+	buf_release(&json);
+}
+
 static void test_privacy__policy_round_trips_to_json(void **state)
 {
 	const char *json = "{\"include_default\":true,\"rules\":["
@@ -1428,6 +1456,7 @@ int main(void)
 		cmocka_unit_test(test_privacy__action_sha256),
 		cmocka_unit_test(test_privacy__hash_without_hasher_redacts),
 		cmocka_unit_test(test_privacy__policy_parse_errors_name_the_rule),
+		cmocka_unit_test(test_privacy__policy_errors_are_valid_utf8),
 		cmocka_unit_test(test_privacy__policy_round_trips_to_json),
 		cmocka_unit_test(test_privacy__default_policy_to_json),
 		cmocka_unit_test(test_privacy__policy_too_many_rules),
