@@ -42,6 +42,8 @@ UNIT_SRCS := $(wildcard tests/unit/*_test.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all run test asan fuzz unit clean bootstrap
+# Keep objects make would treat as intermediate (test and fuzz objects).
+.SECONDARY:
 all: weft
 
 $(BUILD)/%.o: %.c

@@ -284,20 +284,30 @@ static size_t build_copy(struct buf *copy, struct store_log_row *rows,
 /* How many commits probe first after a duplicate was found by the index. */
 #define PROBE_AFTER_CONFLICT 64
 
+static const char copy_events_sql[] = "COPY events FROM STDIN (FORMAT binary)";
+
+/* Looks the batch's messageIds up, then copies only the new rows. */
+static int probe_then_copy(struct store *s, struct store_log_row *rows,
+			   size_t n, struct idset *set, int64_t seq,
+			   struct buf *copy)
+{
+	int rc = probe_existing(s, rows, n, set);
+
+	if (rc)
+		return rc;
+	if (!build_copy(copy, rows, n, seq))
+		return 0;
+	return copy_in(s, copy_events_sql, copy->data, copy->len, "copy events");
+}
+
 static int copy_events(struct store *s, struct store_log_row *rows, size_t n,
 		       struct idset *set, int64_t seq, struct buf *copy)
 {
-	static const char sql[] = "COPY events FROM STDIN (FORMAT binary)";
 	int rc;
 
 	if (s->probe_first > 0) {
 		s->probe_first--;
-		rc = probe_existing(s, rows, n, set);
-		if (rc)
-			return rc;
-		if (!build_copy(copy, rows, n, seq))
-			return 0;
-		return copy_in(s, sql, copy->data, copy->len, "copy events");
+		return probe_then_copy(s, rows, n, set, seq, copy);
 	}
 	/* Optimistic: the unique index is the duplicate check. */
 	if (!build_copy(copy, rows, n, seq))
@@ -305,19 +315,14 @@ static int copy_events(struct store *s, struct store_log_row *rows, size_t n,
 	rc = exec_cmd(s, "SAVEPOINT weft_copy");
 	if (rc)
 		return rc;
-	rc = copy_in(s, sql, copy->data, copy->len, "copy events");
+	rc = copy_in(s, copy_events_sql, copy->data, copy->len, "copy events");
 	if (rc != WEFT_ECONFLICT)
 		return rc;
 	s->probe_first = PROBE_AFTER_CONFLICT;
 	rc = exec_cmd(s, "ROLLBACK TO SAVEPOINT weft_copy");
 	if (rc)
 		return rc;
-	rc = probe_existing(s, rows, n, set);
-	if (rc)
-		return rc;
-	if (!build_copy(copy, rows, n, seq))
-		return 0;
-	return copy_in(s, sql, copy->data, copy->len, "copy events");
+	return probe_then_copy(s, rows, n, set, seq, copy);
 }
 
 int store_log_commit(struct store *s, struct store_log_row *rows, size_t n,
