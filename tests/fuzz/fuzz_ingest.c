@@ -119,47 +119,6 @@ static size_t split_tuple(const unsigned char *p, size_t avail, int nfields,
 	return off;
 }
 
-static bool utf8_valid(const unsigned char *s, size_t n)
-{
-	size_t i = 0;
-
-	while (i < n) {
-		unsigned char c = s[i];
-		size_t k;
-		uint32_t cp;
-
-		if (c == 0)
-			return false;
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		if (c >= 0xc2 && c <= 0xdf) {
-			k = 1;
-			cp = c & 0x1f;
-		} else if (c >= 0xe0 && c <= 0xef) {
-			k = 2;
-			cp = c & 0x0f;
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			k = 3;
-			cp = c & 0x07;
-		} else {
-			return false;
-		}
-		if (n - i <= k)
-			return false;
-		for (size_t j = 1; j <= k; j++) {
-			if ((s[i + j] & 0xc0) != 0x80)
-				return false;
-			cp = cp << 6 | (s[i + j] & 0x3f);
-		}
-		if ((k == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-		    (k == 3 && (cp < 0x10000 || cp > 0x10ffff)))
-			return false;
-		i += k + 1;
-	}
-	return true;
-}
 
 static size_t utf8_chars(const unsigned char *s, size_t n)
 {
@@ -176,7 +135,7 @@ static void check_message(const char *msg, size_t size)
 	const char *end = memchr(msg, '\0', size);
 
 	fuzz_check(end, "error message is not terminated");
-	fuzz_check(utf8_valid((const unsigned char *)msg, (size_t)(end - msg)),
+	fuzz_check(fuzz_utf8_text((const unsigned char *)msg, (size_t)(end - msg)),
 		   "error message is not UTF-8: '%s'", msg);
 }
 
@@ -186,7 +145,7 @@ static void check_text(const struct field *f, bool nullable, const char *what)
 		fuzz_check(nullable, "%s is NULL", what);
 		return;
 	}
-	fuzz_check(utf8_valid(f->p, f->len), "%s is not UTF-8 text without NUL: '%.*s'",
+	fuzz_check(fuzz_utf8_text(f->p, f->len), "%s is not UTF-8 text without NUL: '%.*s'",
 		   what, (int)f->len, (const char *)f->p);
 }
 
@@ -206,7 +165,7 @@ static json_t *check_jsonb(const struct field *f, const char *what)
 	json_t *j;
 
 	fuzz_check(f->p && f->len >= 1 && f->p[0] == 1, "%s is not jsonb version 1", what);
-	fuzz_check(utf8_valid(f->p + 1, f->len - 1), "%s is not UTF-8 without NUL", what);
+	fuzz_check(fuzz_utf8_text(f->p + 1, f->len - 1), "%s is not UTF-8 without NUL", what);
 	/* Without JSON_ALLOW_NUL: "\u0000" is refused here as by jsonb. */
 	j = json_loadb((const char *)f->p + 1, f->len - 1, 0, &je);
 	fuzz_check(j, "%s does not parse (%s): %.*s", what, je.text,

@@ -69,45 +69,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
-static bool utf8_valid(const unsigned char *s, size_t n)
-{
-	size_t i = 0;
-
-	while (i < n) {
-		unsigned char c = s[i];
-		size_t k;
-		uint32_t cp;
-
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		if (c >= 0xc2 && c <= 0xdf) {
-			k = 1;
-			cp = c & 0x1f;
-		} else if (c >= 0xe0 && c <= 0xef) {
-			k = 2;
-			cp = c & 0x0f;
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			k = 3;
-			cp = c & 0x07;
-		} else {
-			return false;
-		}
-		if (n - i <= k)
-			return false;
-		for (size_t j = 1; j <= k; j++) {
-			if ((s[i + j] & 0xc0) != 0x80)
-				return false;
-			cp = cp << 6 | (s[i + j] & 0x3f);
-		}
-		if ((k == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-		    (k == 3 && (cp < 0x10000 || cp > 0x10ffff)))
-			return false;
-		i += k + 1;
-	}
-	return true;
-}
 
 /* The event as the log would store it must read back as JSON. */
 static void check_dumps(json_t *ev, const char *what)
@@ -186,8 +147,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* Free text: what logs and error messages go through. */
 	text = privacy_mask_text(default_policy, hasher, (const char *)data, size);
 	fuzz_check(text, "privacy_mask_text returned NULL");
-	if (!memchr(data, '\0', size) && utf8_valid(data, size))
-		fuzz_check(utf8_valid((const unsigned char *)text, strlen(text)),
+	if (!memchr(data, '\0', size) && fuzz_utf8_valid(data, size))
+		fuzz_check(fuzz_utf8_valid((const unsigned char *)text, strlen(text)),
 			   "privacy_mask_text made UTF-8 text invalid: '%s'", text);
 	free(text);
 

@@ -56,36 +56,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
-static bool utf8_valid(const unsigned char *s, size_t n)
-{
-	size_t i = 0;
-
-	while (i < n) {
-		unsigned char c = s[i];
-		size_t k;
-
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		if (c >= 0xc2 && c <= 0xdf)
-			k = 1;
-		else if (c >= 0xe0 && c <= 0xef)
-			k = 2;
-		else if (c >= 0xf0 && c <= 0xf4)
-			k = 3;
-		else
-			return false;
-		if (n - i <= k)
-			return false;
-		for (size_t j = 1; j <= k; j++) {
-			if ((s[i + j] & 0xc0) != 0x80)
-				return false;
-		}
-		i += k + 1;
-	}
-	return true;
-}
 
 static void mask_samples(const struct privacy_policy *p)
 {
@@ -122,7 +92,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (privacy_policy_parse((const char *)data, size, &p, &err)) {
 		fuzz_check(!p, "a refused policy was still returned");
 		fuzz_check(err.len > 0, "a policy was refused without a message");
-		fuzz_check(utf8_valid((const unsigned char *)err.data, err.len),
+		fuzz_check(fuzz_utf8_valid((const unsigned char *)err.data, err.len),
 			   "the refusal is not UTF-8, so not fit for a JSON reply: %s", err.data);
 		buf_release(&err);
 		return 0;
