@@ -106,7 +106,7 @@ static char *puts_(char *p, const char *s)
 	return put(p, s, strlen(s));
 }
 
-static char *put_u(char *p, uint64_t v)
+char *gen_put_u(char *p, uint64_t v)
 {
 	char tmp[20];
 	int n = 0;
@@ -144,7 +144,7 @@ static char *put_hex(char *p, uint64_t v, int digits)
 /* An amount in cents as a JSON number with two decimals: 8995 -> 89.95. */
 static char *put_cents(char *p, uint64_t cents)
 {
-	p = put_u(p, cents / 100);
+	p = gen_put_u(p, cents / 100);
 	*p++ = '.';
 	return put_u_pad(p, cents % 100, 2);
 }
@@ -301,7 +301,7 @@ static char *put_email(char *p, unsigned u)
 	p = puts_(p, first_names[u % ARRAY_LEN(first_names)]);
 	*p++ = '.';
 	p = puts_(p, last_names[(u / 32) % ARRAY_LEN(last_names)]);
-	p = put_u(p, u);
+	p = gen_put_u(p, u);
 	*p++ = '@';
 	return puts_(p, email_domains[splitmix(u) % ARRAY_LEN(email_domains)]);
 }
@@ -323,13 +323,13 @@ static char *put_ip(char *p, unsigned u)
 {
 	uint64_t h = splitmix(u ^ 0x6970ULL);
 
-	p = put_u(p, 24 + (h & 0xff) % 200);
+	p = gen_put_u(p, 24 + (h & 0xff) % 200);
 	*p++ = '.';
-	p = put_u(p, (h >> 8) & 0xff);
+	p = gen_put_u(p, (h >> 8) & 0xff);
 	*p++ = '.';
-	p = put_u(p, (h >> 16) & 0xff);
+	p = gen_put_u(p, (h >> 16) & 0xff);
 	*p++ = '.';
-	return put_u(p, 1 + ((h >> 24) & 0xff) % 254);
+	return gen_put_u(p, 1 + ((h >> 24) & 0xff) % 254);
 }
 
 static char *put_context(char *p, unsigned u, const struct page_def *page,
@@ -398,7 +398,7 @@ static char *put_track_properties(struct gen *g, char *p,
 		p = put_kv(p, "currency", "EUR");
 		if (shape == ADDED) {
 			PUTL(p, ",\"quantity\":");
-			p = put_u(p, 1 + below(g, 3));
+			p = gen_put_u(p, 1 + below(g, 3));
 			PUTL(p, ",\"cart_id\":\"c_");
 			p = put_hex(p, next(g), 12);
 			*p++ = '"';
@@ -406,7 +406,7 @@ static char *put_track_properties(struct gen *g, char *p,
 			p = put_kv(p, "brand", PICK(g, brands));
 			if (below(g, 2)) {
 				PUTL(p, ",\"position\":");
-				p = put_u(p, 1 + below(g, 24));
+				p = gen_put_u(p, 1 + below(g, 24));
 			}
 		}
 		break;
@@ -414,9 +414,9 @@ static char *put_track_properties(struct gen *g, char *p,
 		PUTL(p, "\"query\":\"");
 		p = puts_(p, PICK(g, categories));
 		PUTL(p, " waterproof\",\"results\":");
-		p = put_u(p, below(g, 400));
+		p = gen_put_u(p, below(g, 400));
 		PUTL(p, ",\"sort\":\"relevance\",\"page_number\":");
-		p = put_u(p, 1 + below(g, 4));
+		p = gen_put_u(p, 1 + below(g, 4));
 		PUTL(p, ",\"filters\":{\"size\":\"M\",\"color\":\"navy\"}");
 		break;
 	case CHECKOUT:
@@ -439,9 +439,9 @@ static char *put_track_properties(struct gen *g, char *p,
 		PUTL(p, "\",\"content_asset_id\":\"vid_");
 		p = put_u_pad(p, item % 5000, 4);
 		PUTL(p, "\",\"position\":0,\"total_length\":");
-		p = put_u(p, 30 + below(g, 600));
+		p = gen_put_u(p, 30 + below(g, 600));
 		PUTL(p, ",\"sound\":");
-		p = put_u(p, below(g, 101));
+		p = gen_put_u(p, below(g, 101));
 		PUTL(p, ",\"full_screen\":false,\"video_player\":\"html5\"");
 		break;
 	}
@@ -469,7 +469,7 @@ static char *put_traits(struct gen *g, char *p, unsigned u)
 	PUTL(p, ",\"createdAt\":\"");
 	p = gen_put_iso(p, 1640995200000LL + (int64_t)(splitmix(u) % 70000000) * 1000);
 	PUTL(p, "\",\"logins\":");
-	p = put_u(p, 1 + below(g, 200));
+	p = gen_put_u(p, 1 + below(g, 200));
 	*p++ = '}';
 	return p;
 }

@@ -74,6 +74,9 @@ void gen_message_id(uint64_t run_id, uint64_t n, char *out);
 /* Writes now as "YYYY-MM-DDTHH:MM:SS.mmmZ" (24 bytes, no NUL). */
 char *gen_put_iso(char *p, int64_t unix_ms);
 
+/* Writes v in decimal at p (no NUL); returns the end. */
+char *gen_put_u(char *p, uint64_t v);
+
 /* A random 64-bit number from the kernel, for run ids and seeds. */
 uint64_t gen_random_seed(void);
 

@@ -189,20 +189,6 @@ static void base64(const char *in, size_t n, char *out)
 
 /* ---- requests ---- */
 
-static char *put_u(char *p, size_t v)
-{
-	char tmp[24];
-	int n = 0;
-
-	do {
-		tmp[n++] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	while (n)
-		*p++ = tmp[--n];
-	return p;
-}
-
 /* Builds the next batch into c->req, headers placed just before the body. */
 static void build_request(struct conn *c)
 {
@@ -226,7 +212,7 @@ static void build_request(struct conn *c)
 	memcpy(p, "]}", 2);
 	p += 2;
 
-	e = put_u(len, (size_t)(p - body));
+	e = gen_put_u(len, (size_t)(p - body));
 	memcpy(e, "\r\n\r\n", 4);
 	e += 4;
 	size_t hlen = header_prefix_len + (size_t)(e - len);

@@ -570,13 +570,12 @@ static int build_event(const struct ingest_context *ctx, enum ingest_kind kind,
 	store_tuple_jsonb(t, ids.json.data, ids.json.len);
 	buf_release(&ids.json);
 
-	/* The payload is dumped straight into the tuple, its length patched. */
-	size_t len_at = t->len;
+	/* The payload is dumped straight into the tuple. */
+	size_t at = store_tuple_jsonb_begin(t);
 
-	buf_add_be32(t, 0);
-	buf_addc(t, 1);
 	json_dump_callback(ev, dump_cb, t, JSON_COMPACT);
-	size_t plen = t->len - len_at - 5;
+
+	size_t plen = store_tuple_jsonb_end(t, at);
 
 	if (plen > INGEST_MAX_EVENT_BYTES) {
 		t->len = start;
@@ -584,13 +583,6 @@ static int build_event(const struct ingest_context *ctx, enum ingest_kind kind,
 			    "the event is %zu bytes; the limit is %d bytes",
 			    plen, INGEST_MAX_EVENT_BYTES);
 	}
-	uint32_t be = (uint32_t)(plen + 1);
-	unsigned char *lp = (unsigned char *)t->data + len_at;
-
-	lp[0] = (unsigned char)(be >> 24);
-	lp[1] = (unsigned char)(be >> 16);
-	lp[2] = (unsigned char)(be >> 8);
-	lp[3] = (unsigned char)be;
 	add_row(job, ctx->workspace_id, kind, msgid, start);
 	job->events_by_kind[kind]++;
 	return 0;
@@ -631,18 +623,10 @@ static void reject(const struct ingest_context *ctx, struct ingest_job *job,
 
 	/* Keep what can be kept: an oversized event is stored without its body. */
 	if (json_is_object(item) && err->reason != INGEST_EVENT_TOO_LARGE) {
-		size_t len_at = t->len;
+		size_t at = store_tuple_jsonb_begin(t);
 
-		buf_add_be32(t, 0);
-		buf_addc(t, 1);
 		json_dump_callback(item, dump_cb, t, JSON_COMPACT);
-		uint32_t be = (uint32_t)(t->len - len_at - 4);
-		unsigned char *lp = (unsigned char *)t->data + len_at;
-
-		lp[0] = (unsigned char)(be >> 24);
-		lp[1] = (unsigned char)(be >> 16);
-		lp[2] = (unsigned char)(be >> 8);
-		lp[3] = (unsigned char)be;
+		store_tuple_jsonb_end(t, at);
 	} else {
 		store_tuple_null(t);
 	}

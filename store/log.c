@@ -59,6 +59,25 @@ void store_tuple_jsonb(struct buf *b, const char *json, size_t n)
 	buf_add(b, json, n);
 }
 
+size_t store_tuple_jsonb_begin(struct buf *b)
+{
+	size_t at = b->len;
+
+	buf_add_be32(b, 0);	/* the length, written by _end */
+	buf_addc(b, 1);		/* jsonb binary format version */
+	return at;
+}
+
+size_t store_tuple_jsonb_end(struct buf *b, size_t at)
+{
+	size_t field = b->len - at - 4;
+	unsigned char *p = (unsigned char *)b->data + at;
+
+	for (int i = 0; i < 4; i++)
+		p[i] = (unsigned char)((uint32_t)field >> (24 - 8 * i));
+	return field - 1;
+}
+
 void store_tuple_timestamptz(struct buf *b, int64_t unix_us)
 {
 	store_tuple_int8(b, unix_us - PG_EPOCH_OFFSET_US);

@@ -113,6 +113,13 @@ void store_tuple_int8(struct buf *b, int64_t v);
 void store_tuple_text(struct buf *b, const char *s, size_t n);
 void store_tuple_jsonb(struct buf *b, const char *json, size_t n);
 void store_tuple_timestamptz(struct buf *b, int64_t unix_us);
+/*
+ * A jsonb field whose text is appended to b by the caller between the two
+ * calls (a JSON writer streaming into the buffer): begin returns where the
+ * field starts, end writes its length there and returns the JSON's length.
+ */
+size_t store_tuple_jsonb_begin(struct buf *b);
+size_t store_tuple_jsonb_end(struct buf *b, size_t at);
 /* Writes an int8 into a tuple already built, at a byte offset. */
 void store_tuple_patch_int8(struct buf *b, size_t offset, int64_t v);
 

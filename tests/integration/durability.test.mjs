@@ -16,11 +16,10 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { Weft, TIMEOUT_SCALE, freePort, run, sleep, within, weftBin } from './harness.mjs';
+import { Weft, TIMEOUT_SCALE, run, sleep, within } from './harness.mjs';
 import { LoadClient, batchBody } from './loadclient.mjs';
 
 const PG_BINDIR = process.env.PG_BINDIR || '/usr/lib/postgresql/15/bin';
@@ -42,46 +41,11 @@ function prng(seed) {
 const random = prng(SEED);
 
 // ---------------------------------------------------------------------------
-// A Weft that restarts on the same port and can be killed, plus its
-// PostgreSQL restarted. The harness does the setup (cluster, key, schema,
-// workspace and keys) and the teardown; the process lifecycle is ours.
+// A Weft that can be killed, plus its PostgreSQL restarted. The harness
+// does the setup (cluster, key, schema, workspace and keys), starting (on
+// the same port each time) and the teardown.
 
 class DurableWeft extends Weft {
-	async start() {
-		assert.equal(this.proc, null, 'weft is already running');
-		if (!this.port) this.port = await freePort();
-		this.base = `http://127.0.0.1:${this.port}`;
-		fs.appendFileSync(this.logFile, `--- durability: weft serve --listen 127.0.0.1:${this.port}\n`);
-		const fd = fs.openSync(this.logFile, 'a');
-		const proc = spawn(weftBin, ['serve', '--listen', `127.0.0.1:${this.port}`], {
-			env: this.env(),
-			stdio: ['ignore', fd, fd],
-		});
-		fs.closeSync(fd);
-		this.proc = proc;
-		this.exited = new Promise((resolve) => {
-			proc.on('exit', (code, signal) => resolve({ code, signal }));
-			proc.on('error', (e) => resolve({ code: null, signal: null, error: e }));
-		});
-		const deadline = Date.now() + 30_000 * TIMEOUT_SCALE;
-		let last = 'no answer';
-		while (Date.now() < deadline) {
-			const gone = await within(this.exited, 50);
-			if (gone) {
-				this.proc = null;
-				throw new Error(`weft serve exited (${gone.signal || gone.code}) before /healthz answered\n${this.logTail(40)}`);
-			}
-			try {
-				const res = await fetch(`${this.base}/healthz`, { signal: AbortSignal.timeout(2000) });
-				if (res.status === 200) return;
-				last = `status ${res.status}`;
-			} catch (e) {
-				last = e.cause?.code || e.message;
-			}
-		}
-		throw new Error(`weft serve on port ${this.port} did not answer /healthz in time (${last})\n${this.logTail(40)}`);
-	}
-
 	get pid() {
 		return this.proc?.pid;
 	}

@@ -315,10 +315,11 @@ export class Weft {
 		return lines[0].trim();
 	}
 
-	// Starts `weft serve` on a free port and waits for /healthz.
+	// Starts `weft serve` and waits for /healthz: on a free port the first
+	// time, then on the same one, as a restarted server would come back.
 	async start() {
 		assert.equal(this.proc, null, 'weft is already running');
-		this.port = await freePort();
+		if (!this.port) this.port = await freePort();
 		this.base = `http://127.0.0.1:${this.port}`;
 		fs.appendFileSync(this.logFile, `--- harness: weft serve --listen 127.0.0.1:${this.port}\n`);
 		const fd = fs.openSync(this.logFile, 'a');
