@@ -207,8 +207,81 @@ struct ids {
 	struct buf json;	/* [{"type":..,"key":..,"value":..},...] */
 	size_t n;
 	uint64_t seen[MAX_IDS];	/* hashes of (type, key) already added */
+	size_t end[MAX_IDS];	/* offset of each entry's closing '}' in json */
+	bool blocked[MAX_IDS];	/* whether each entry carries "blocked":true */
 	const struct privacy_hasher *hasher;
 };
+
+/* Placeholders that clients send when they have no real id. */
+static const char *const blocked_values[] = {
+	"null", "undefined", "none", "nan", "anonymous", "guest", "unknown",
+	"not_authenticated", "[object Object]", "-1",
+	/* "", "0" and the like: see zeros_and_dashes() */
+};
+
+/* ASCII white space, the set privacy_normalise() trims. */
+static bool is_space(char c)
+{
+	return c == ' ' || (c >= '\t' && c <= '\r');
+}
+
+static char ascii_lower(char c)
+{
+	return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
+}
+
+/* ASCII only, whatever the locale, so "NULL" is blocked everywhere alike. */
+static bool equal_nocase(const char *a, const char *b, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (ascii_lower(a[i]) != ascii_lower(b[i]))
+			return false;
+	return true;
+}
+
+/* "0", "0000", "000-0", "-", "---": nothing but zeros and dashes. */
+static bool zeros_and_dashes(const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (s[i] != '0' && s[i] != '-')
+			return false;
+	return true;
+}
+
+bool ingest_blocked_value(const char *raw, size_t len)
+{
+	while (len > 0 && is_space(raw[0])) {
+		raw++;
+		len--;
+	}
+	while (len > 0 && is_space(raw[len - 1]))
+		len--;
+	if (len == 0 || zeros_and_dashes(raw, len))
+		return true;
+	for (size_t i = 0; i < sizeof(blocked_values) / sizeof(*blocked_values); i++)
+		if (strlen(blocked_values[i]) == len &&
+		    equal_nocase(raw, blocked_values[i], len))
+			return true;
+	return false;
+}
+
+/*
+ * Flags entry i after the fact: a later value with the same key was
+ * blocked. Only a phone can do that ("-1" and "1" both normalise to "1"),
+ * and blocked wins so the key is never an identifier, whatever the order.
+ */
+static void ids_mark_blocked(struct ids *ids, size_t i)
+{
+	static const char flag[] = ",\"blocked\":true";
+	size_t n = sizeof(flag) - 1, at = ids->end[i], tail = ids->json.len - at;
+
+	buf_add(&ids->json, flag, n);	/* room; the bytes are placed below */
+	memmove(ids->json.data + at + n, ids->json.data + at, tail);
+	memcpy(ids->json.data + at, flag, n);
+	for (size_t j = i; j < ids->n; j++)
+		ids->end[j] += n;
+	ids->blocked[i] = true;
+}
 
 static void ids_add(struct ids *ids, const char *type, const char *raw,
 		    bool previous)
@@ -224,17 +297,22 @@ static void ids_add(struct ids *ids, const char *type, const char *raw,
 		goto out_free;
 	nlen = privacy_normalise(type, raw, len, norm);
 	if (nlen == 0)
-		goto out_free;
+		goto out_free;	/* a blocked "" or " " included: nothing to flag */
 	privacy_identifier_key(ids->hasher, type, norm, nlen, key);
 
+	/* Judged on the raw value: a phone's "-1" normalises to "1". */
+	bool blocked = ingest_blocked_value(raw, len);
 	uint64_t fp;
 
 	memcpy(&fp, key, sizeof(fp));
 	fp ^= previous;
-	for (size_t i = 0; i < ids->n; i++)
-		if (ids->seen[i] == fp)
+	for (size_t i = 0; i < ids->n; i++) {
+		if (ids->seen[i] == fp) {
+			if (blocked && !ids->blocked[i])
+				ids_mark_blocked(ids, i);
 			goto out_free;
-	ids->seen[ids->n++] = fp;
+		}
+	}
 	for (int i = 0; i < PRIVACY_KEY_BYTES; i++) {
 		keyhex[2 * i] = hex[key[i] >> 4];
 		keyhex[2 * i + 1] = hex[key[i] & 15];
@@ -255,6 +333,11 @@ static void ids_add(struct ids *ids, const char *type, const char *raw,
 		buf_adds(&ids->json, "null");
 	if (previous)
 		buf_adds(&ids->json, ",\"previous\":true");
+	if (blocked)
+		buf_adds(&ids->json, ",\"blocked\":true");
+	ids->seen[ids->n] = fp;
+	ids->end[ids->n] = ids->json.len;
+	ids->blocked[ids->n++] = blocked;
 	buf_addc(&ids->json, '}');
 	free(display);
 out_free:

@@ -142,6 +142,23 @@ struct ingest_context {
 int ingest_build(const struct ingest_context *ctx, json_t *root,
 		 struct ingest_job *job, struct ingest_error *err);
 
+/*
+ * Whether raw (len bytes, as the event sent it) is a default blocked value:
+ * a placeholder that SDKs and forms send when there is no real id, which
+ * would merge everyone who sent it into one profile. ingest_build() still
+ * extracts such an identifier but marks it "blocked":true, so the identity
+ * engine ignores it while the event is stored as usual; validation does
+ * not look at it (userId "null" is a valid userId).
+ *
+ * After trimming ASCII white space at both ends, blocked are: the empty
+ * value; "null", "undefined", "none", "nan", "anonymous", "guest",
+ * "unknown", "not_authenticated", "[object Object]" and "-1", compared
+ * ignoring ASCII case; and any value made only of '0' and '-' characters
+ * ("0", "0000", "000-0", "-", "---"). Nothing else: "0a", "-10", "null1",
+ * "guest@example.com" are not.
+ */
+bool ingest_blocked_value(const char *raw, size_t len);
+
 /* ---- timestamps ---- */
 
 /*

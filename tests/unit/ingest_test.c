@@ -1987,6 +1987,294 @@ static void test_ingest__identifiers_are_keys_not_raw_values(void **state)
 	built_release(&b);
 }
 
+/* ---- identifiers: default blocked values ---- */
+
+static void test_ingest__blocked_value_list_ignores_case(void **state)
+{
+	static const char *blocked[] = {
+		"", "null", "NULL", "Null", "undefined", "Undefined", "UNDEFINED",
+		"none", "None", "nan", "NaN", "NAN", "anonymous", "Anonymous",
+		"guest", "GUEST", "unknown", "Unknown", "not_authenticated",
+		"NOT_AUTHENTICATED", "[object Object]", "[Object Object]",
+		"[OBJECT OBJECT]", "-1", "0",
+	};
+	static const char *not_blocked[] = {
+		"[object  Object]", "[object Object", "object Object", "nul",
+		"nulll", "null1", "1null", "n u l l", "undefined_user", "guests",
+		"guest@example.com", "unknown@example.com", "not-authenticated",
+		"nan0", "anon", "-1.0", "--1", "1", "01", "-01", "0a", "a0",
+		"-10", "10", "1-0", "0.0", "+0", "0 0", " 00 1", "null\x01",
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(blocked) / sizeof(*blocked); i++)
+		if (!ingest_blocked_value(blocked[i], strlen(blocked[i])))
+			fail_msg("'%s' is not blocked", blocked[i]);
+	for (size_t i = 0; i < sizeof(not_blocked) / sizeof(*not_blocked); i++)
+		if (ingest_blocked_value(not_blocked[i], strlen(not_blocked[i])))
+			fail_msg("'%s' is blocked", not_blocked[i]);
+}
+
+static void test_ingest__blocked_values_include_zeros_and_dashes(void **state)
+{
+	static const char *blocked[] = {
+		"0", "00", "0000", "000-0", "0-0-0", "-0", "0-", "-", "--", "---",
+		"00000000-0000-0000-0000-000000000000",
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(blocked) / sizeof(*blocked); i++)
+		if (!ingest_blocked_value(blocked[i], strlen(blocked[i])))
+			fail_msg("'%s' is not blocked", blocked[i]);
+	assert_false(ingest_blocked_value("00000000-0000-0000-0000-000000000001",
+					  36));
+	assert_false(ingest_blocked_value("0_0", 3));
+	assert_false(ingest_blocked_value("0\xe2\x80\x93" "0", 5));	/* en dash */
+}
+
+static void test_ingest__blocked_values_are_trimmed_first(void **state)
+{
+	static const char *blocked[] = {
+		" null ", "\tNULL\n", "  ", " \t\r\n\v\f", " 0 ", "\n-1\n",
+		" [object Object] ", " 000-0\t",
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(blocked) / sizeof(*blocked); i++)
+		if (!ingest_blocked_value(blocked[i], strlen(blocked[i])))
+			fail_msg("'%s' is not blocked", blocked[i]);
+	/* Inner white space is part of the value; non-ASCII space is not trimmed. */
+	assert_false(ingest_blocked_value(" 00 1", 5));
+	assert_false(ingest_blocked_value("nu ll", 5));
+	assert_false(ingest_blocked_value("\xc2\xa0null", 6));
+	/* len bounds the value: no NUL needed, and bytes after it do not count. */
+	assert_true(ingest_blocked_value("null1", 4));
+	assert_false(ingest_blocked_value("null", 3));
+	assert_true(ingest_blocked_value("x", 0));
+}
+
+/* e carries "blocked":true, or no "blocked" member at all. */
+static void assert_blocked(json_t *e, bool blocked)
+{
+	json_t *b = json_object_get(e, "blocked");
+
+	if (blocked)
+		assert_true(json_is_true(b));
+	else
+		assert_null(b);
+}
+
+/* The identifier (type, raw) is present with the right key and the flag. */
+static void assert_id_blocked(json_t *ids, const char *type, const char *raw,
+			      bool previous, bool blocked)
+{
+	assert_id(ids, type, raw, previous);
+	assert_blocked(find_id(ids, type, previous), blocked);
+}
+
+static void test_ingest__blocked_user_id_is_flagged_and_the_event_stored(void **state)
+{
+	static const char *values[] = {
+		"-1", "null", "NULL", "undefined", "0", "0000", "000-0", "--",
+		" null ", "[object Object]", "[Object Object]", "Not_Authenticated",
+	};
+	struct built b;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(values) / sizeof(*values); i++) {
+		char *body = fmt("{\"userId\":\"%s\",\"traits\":{\"plan\":\"pro\"}}",
+				 values[i]);
+
+		build_ok(&b, INGEST_IDENTIFY, body);
+		assert_int_equal(b.job.events_by_kind[INGEST_IDENTIFY], 1);
+		assert_int_equal(b.job.nrejected, 0);
+		/* The event is stored as sent: blocking is about identity only. */
+		assert_string_equal(payload_str(&b, "userId"), values[i]);
+		assert_id_blocked(b.ids, "user_id", values[i], false, true);
+		assert_int_equal(json_array_size(b.ids), 1);
+		built_release(&b);
+		free(body);
+	}
+
+	/* A numeric userId is judged by its string form. */
+	build_ok(&b, INGEST_IDENTIFY, "{\"userId\":-1,\"anonymousId\":0}");
+	assert_id_blocked(b.ids, "user_id", "-1", false, true);
+	assert_id_blocked(b.ids, "anonymous_id", "0", false, true);
+	built_release(&b);
+	build_ok(&b, INGEST_IDENTIFY, "{\"userId\":-10,\"anonymousId\":1}");
+	assert_id_blocked(b.ids, "user_id", "-10", false, false);
+	assert_id_blocked(b.ids, "anonymous_id", "1", false, false);
+	built_release(&b);
+}
+
+static void test_ingest__blocked_ids_pass_validation(void **state)
+{
+	struct built b;
+
+	(void)state;
+	/* Only JSON null is absent: the strings are real, if useless, values. */
+	build_ok(&b, INGEST_TRACK,
+		 "{\"userId\":\"null\",\"anonymousId\":\"undefined\",\"event\":\"e\"}");
+	assert_id_blocked(b.ids, "user_id", "null", false, true);
+	assert_id_blocked(b.ids, "anonymous_id", "undefined", false, true);
+	built_release(&b);
+	build_ok(&b, INGEST_GROUP, "{\"userId\":\"-1\",\"groupId\":\"0\"}");
+	assert_id_blocked(b.ids, "user_id", "-1", false, true);
+	assert_id_blocked(b.ids, "group_id", "0", false, true);
+	built_release(&b);
+
+	build_ok(&b, INGEST_BATCH,
+		 "{\"batch\":[{\"type\":\"identify\",\"userId\":\"-1\"},"
+		 "{\"type\":\"track\",\"anonymousId\":\"null\",\"event\":\"e\"},"
+		 "{\"type\":\"page\",\"userId\":\"guest\"}]}");
+	assert_int_equal(b.job.nrows, 3);
+	assert_int_equal(b.job.nrejected, 0);
+	assert_id_blocked(b.ids, "user_id", "-1", false, true);
+	decode_row(&b, 1);
+	assert_id_blocked(b.ids, "anonymous_id", "null", false, true);
+	decode_row(&b, 2);
+	assert_id_blocked(b.ids, "user_id", "guest", false, true);
+	built_release(&b);
+}
+
+static void test_ingest__lookalikes_of_blocked_values_are_not_flagged(void **state)
+{
+	static const char *values[] = {
+		"0a", "1", "-10", "null1", "guest@example.com", " 00 1", "u-0",
+		"Anonymous User", "none of these",
+	};
+	struct built b;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(values) / sizeof(*values); i++) {
+		char *body = fmt("{\"userId\":\"%s\",\"anonymousId\":\"%s\"}",
+				 values[i], values[i]);
+
+		build_ok(&b, INGEST_IDENTIFY, body);
+		assert_id_blocked(b.ids, "user_id", values[i], false, false);
+		assert_id_blocked(b.ids, "anonymous_id", values[i], false, false);
+		built_release(&b);
+		free(body);
+	}
+}
+
+static void test_ingest__empty_ids_stay_without_an_identifier(void **state)
+{
+	struct built b;
+
+	(void)state;
+	build_ok(&b, INGEST_IDENTIFY,
+		 "{\"userId\":\"\",\"anonymousId\":\"  \",\"traits\":"
+		 "{\"email\":\"\",\"phone\":\"null\"}}");
+	assert_int_equal(json_array_size(b.ids), 0);
+	assert_string_equal(payload_str(&b, "userId"), "");
+	built_release(&b);
+}
+
+static void test_ingest__blocked_flag_on_every_identifier_source(void **state)
+{
+	struct built b;
+
+	(void)state;
+	build_ok(&b, INGEST_IDENTIFY,
+		 "{\"userId\":\"u1\",\"anonymousId\":\"Anonymous\","
+		 "\"traits\":{\"email\":\"unknown\",\"phone\":\"000-0\"},"
+		 "\"context\":{\"device\":{\"type\":\"ios\",\"id\":\"00000000-0000-"
+		 "0000-0000-000000000000\",\"advertisingId\":\"0000\","
+		 "\"adTrackingEnabled\":true,\"token\":\"none\"},"
+		 "\"externalIds\":["
+		 "{\"id\":\"undefined\",\"type\":\"hubspot_id\",\"collection\":\"users\","
+		 "\"encoding\":\"none\"},"
+		 "{\"id\":\"hs-42\",\"type\":\"crm_id\",\"collection\":\"users\","
+		 "\"encoding\":\"none\"},"
+		 "{\"id\":\" GUEST \",\"type\":\"Shop_ID\",\"collection\":\"users\","
+		 "\"encoding\":\"none\"}]}}");
+	assert_id_blocked(b.ids, "user_id", "u1", false, false);
+	assert_id_blocked(b.ids, "anonymous_id", "Anonymous", false, true);
+	assert_id_blocked(b.ids, "email", "unknown", false, true);
+	assert_id_blocked(b.ids, "phone", "000-0", false, true);
+	assert_id_blocked(b.ids, "ios.id",
+			  "00000000-0000-0000-0000-000000000000", false, true);
+	assert_id_blocked(b.ids, "ios.idfa", "0000", false, true);
+	assert_id_blocked(b.ids, "ios.push_token", "none", false, true);
+	assert_id_blocked(b.ids, "hubspot_id", "undefined", false, true);
+	assert_id_blocked(b.ids, "crm_id", "hs-42", false, false);
+	assert_id_blocked(b.ids, "shop_id", " GUEST ", false, true);
+	/* The display value is kept as for any identifier. */
+	assert_string_equal(json_string_value(json_object_get(
+		find_id(b.ids, "anonymous_id", false), "value")), "Anonymous");
+	built_release(&b);
+
+	build_ok(&b, INGEST_TRACK,
+		 "{\"userId\":\"u1\",\"event\":\"e\",\"context\":{\"traits\":"
+		 "{\"email\":\" NULL \"}}}");
+	assert_id_blocked(b.ids, "email", " NULL ", false, true);
+	built_release(&b);
+}
+
+static void test_ingest__blocked_alias_previous_id_is_flagged(void **state)
+{
+	struct built b;
+
+	(void)state;
+	build_ok(&b, INGEST_ALIAS,
+		 "{\"userId\":\"new\",\"previousId\":\"undefined\"}");
+	assert_id_blocked(b.ids, "user_id", "new", false, false);
+	assert_id_blocked(b.ids, "user_id", "undefined", true, true);
+	assert_id_blocked(b.ids, "anonymous_id", "undefined", true, true);
+	assert_int_equal(json_array_size(b.ids), 3);
+	built_release(&b);
+
+	build_ok(&b, INGEST_ALIAS, "{\"userId\":\"new\",\"previousId\":-1}");
+	assert_id_blocked(b.ids, "user_id", "-1", true, true);
+	assert_id_blocked(b.ids, "anonymous_id", "-1", true, true);
+	built_release(&b);
+
+	/* And the other way round: a blocked userId aliased to a real one. */
+	build_ok(&b, INGEST_ALIAS, "{\"userId\":\"0\",\"previousId\":\"old\"}");
+	assert_id_blocked(b.ids, "user_id", "0", false, true);
+	assert_id_blocked(b.ids, "user_id", "old", true, false);
+	built_release(&b);
+}
+
+/*
+ * A phone's "-1" is blocked but normalises to "1", the key of an unblocked
+ * "1": whichever comes first, the one identifier is flagged.
+ */
+static void test_ingest__blocked_wins_when_two_values_share_a_key(void **state)
+{
+	static const char *bodies[] = {
+		"{\"userId\":\"u\",\"traits\":{\"phone\":\"-1\"},"
+		"\"context\":{\"traits\":{\"phone\":\"1\"}}}",
+		"{\"userId\":\"u\",\"traits\":{\"phone\":\"1\"},"
+		"\"context\":{\"traits\":{\"phone\":\"-1\"}}}",
+	};
+	struct built b;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bodies) / sizeof(*bodies); i++) {
+		build_ok(&b, INGEST_IDENTIFY, bodies[i]);
+		assert_int_equal(count_ids(b.ids, "phone"), 1);
+		assert_id_blocked(b.ids, "phone", "1", false, true);
+		assert_id_blocked(b.ids, "user_id", "u", false, false);
+		assert_int_equal(json_array_size(b.ids), 2);
+		built_release(&b);
+	}
+
+	/* Marking an early entry leaves the ones after it intact. */
+	build_ok(&b, INGEST_IDENTIFY,
+		 "{\"userId\":\"u\",\"traits\":{\"phone\":\"(1)\",\"email\":"
+		 "\"jane@example.com\"},\"context\":{\"traits\":{\"phone\":\"-1\"},"
+		 "\"externalIds\":[{\"id\":\"x-1\",\"type\":\"crm_id\","
+		 "\"collection\":\"users\",\"encoding\":\"none\"}]}}");
+	assert_id_blocked(b.ids, "phone", "1", false, true);
+	assert_id_blocked(b.ids, "email", "jane@example.com", false, false);
+	assert_id_blocked(b.ids, "crm_id", "x-1", false, false);
+	assert_id_blocked(b.ids, "user_id", "u", false, false);
+	assert_int_equal(json_array_size(b.ids), 4);
+	built_release(&b);
+}
+
 /* ---- masking ---- */
 
 static const char *const raw_pii[] = {
@@ -2423,6 +2711,16 @@ int main(void)
 		T(test_ingest__idfa_only_with_ad_tracking_enabled),
 		T(test_ingest__external_ids_lower_cased_users_and_none_only),
 		T(test_ingest__identifiers_are_keys_not_raw_values),
+		T(test_ingest__blocked_value_list_ignores_case),
+		T(test_ingest__blocked_values_include_zeros_and_dashes),
+		T(test_ingest__blocked_values_are_trimmed_first),
+		T(test_ingest__blocked_user_id_is_flagged_and_the_event_stored),
+		T(test_ingest__blocked_ids_pass_validation),
+		T(test_ingest__lookalikes_of_blocked_values_are_not_flagged),
+		T(test_ingest__empty_ids_stay_without_an_identifier),
+		T(test_ingest__blocked_flag_on_every_identifier_source),
+		T(test_ingest__blocked_alias_previous_id_is_flagged),
+		T(test_ingest__blocked_wins_when_two_values_share_a_key),
 		T(test_ingest__event_is_masked_before_encoding),
 		T(test_ingest__rejected_items_are_masked),
 		T(test_ingest__refused_single_event_root_is_masked),
