@@ -19,10 +19,7 @@
 #include "lib/err.h"
 #include "lib/log.h"
 
-/* Microseconds between 1970-01-01 and PostgreSQL's epoch, 2000-01-01. */
-#define PG_EPOCH_OFFSET_US 946684800000000LL
-
-static const char copy_header[19] = "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0\0";
+const char store_copy_header[19] = "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0\0";
 
 void store_tuple_begin(struct buf *b, int nfields)
 {
@@ -80,7 +77,7 @@ size_t store_tuple_jsonb_end(struct buf *b, size_t at)
 
 void store_tuple_timestamptz(struct buf *b, int64_t unix_us)
 {
-	store_tuple_int8(b, unix_us - PG_EPOCH_OFFSET_US);
+	store_tuple_int8(b, unix_us - STORE_PG_EPOCH_US);
 }
 
 void store_tuple_patch_int8(struct buf *b, size_t offset, int64_t v)
@@ -94,19 +91,23 @@ void store_tuple_patch_int8(struct buf *b, size_t offset, int64_t v)
 /* Any number: the key of the log writer's advisory lock. */
 #define LOG_WRITER_LOCK_KEY 0x7765666c
 
-int store_log_lock(struct store *s)
+int store_try_lock(struct store *s, int key, const char *what)
 {
 	char sql[64];
 
-	snprintf(sql, sizeof(sql), "SELECT pg_try_advisory_lock(%d)",
-		 LOG_WRITER_LOCK_KEY);
+	snprintf(sql, sizeof(sql), "SELECT pg_try_advisory_lock(%d)", key);
 	PGresult *res = PQexec(s->conn, sql);
-	int rc = store_check(s, res, PGRES_TUPLES_OK, "take log writer lock");
+	int rc = store_check(s, res, PGRES_TUPLES_OK, what);
 
 	if (!rc && PQgetvalue(res, 0, 0)[0] != 't')
 		rc = WEFT_ECONFLICT;
 	PQclear(res);
 	return rc;
+}
+
+int store_log_lock(struct store *s)
+{
+	return store_try_lock(s, LOG_WRITER_LOCK_KEY, "take log writer lock");
 }
 
 int store_log_last_seq(struct store *s, int64_t *seq)
@@ -263,10 +264,21 @@ static int copy_in(struct store *s, const char *sql, const char *data,
 	return rc;
 }
 
-static int exec_cmd(struct store *s, const char *sql)
+int store_exec(struct store *s, const char *sql, const char *what)
 {
 	PGresult *res = PQexec(s->conn, sql);
-	int rc = store_check(s, res, PGRES_COMMAND_OK, sql);
+	int rc = store_check(s, res, PGRES_COMMAND_OK, what);
+
+	PQclear(res);
+	return rc;
+}
+
+int store_exec_params(struct store *s, const char *sql, int n,
+		      const char *const *params, const char *what)
+{
+	PGresult *res = PQexecParams(s->conn, sql, n, NULL, params, NULL, NULL,
+				     0);
+	int rc = store_check(s, res, PGRES_COMMAND_OK, what);
 
 	PQclear(res);
 	return rc;
@@ -282,7 +294,7 @@ static size_t build_copy(struct buf *copy, struct store_log_row *rows,
 	size_t nstored = 0;
 
 	buf_reset(copy);
-	buf_add(copy, copy_header, sizeof(copy_header));
+	buf_add(copy, store_copy_header, sizeof(store_copy_header));
 	for (size_t i = 0; i < n; i++) {
 		if (!rows[i].stored) {
 			rows[i].seq = 0;
@@ -331,14 +343,15 @@ static int copy_events(struct store *s, struct store_log_row *rows, size_t n,
 	/* Optimistic: the unique index is the duplicate check. */
 	if (!build_copy(copy, rows, n, seq))
 		return 0;
-	rc = exec_cmd(s, "SAVEPOINT weft_copy");
+	rc = store_exec(s, "SAVEPOINT weft_copy", "savepoint before copy");
 	if (rc)
 		return rc;
 	rc = copy_in(s, copy_events_sql, copy->data, copy->len, "copy events");
 	if (rc != WEFT_ECONFLICT)
 		return rc;
 	s->probe_first = PROBE_AFTER_CONFLICT;
-	rc = exec_cmd(s, "ROLLBACK TO SAVEPOINT weft_copy");
+	rc = store_exec(s, "ROLLBACK TO SAVEPOINT weft_copy",
+			"rollback to savepoint");
 	if (rc)
 		return rc;
 	return probe_then_copy(s, rows, n, set, seq, copy);
@@ -361,7 +374,7 @@ int store_log_commit(struct store *s, struct store_log_row *rows, size_t n,
 		rows[i].stored = first < 0;	/* in-batch duplicates count once */
 		rows[i].seq = 0;
 	}
-	rc = exec_cmd(s, "BEGIN");
+	rc = store_exec(s, "BEGIN", "begin commit");
 	if (rc)
 		goto out_free;
 	if (n) {
@@ -373,7 +386,7 @@ int store_log_commit(struct store *s, struct store_log_row *rows, size_t n,
 	}
 	if (nrejected) {
 		buf_reset(&copy);
-		buf_add(&copy, copy_header, sizeof(copy_header));
+		buf_add(&copy, store_copy_header, sizeof(store_copy_header));
 		buf_add(&copy, rejected->data, rejected->len);
 		buf_add_be16(&copy, 0xffff);
 		rc = copy_in(s, "COPY rejected_events (workspace_id, received_at,"
@@ -383,7 +396,7 @@ int store_log_commit(struct store *s, struct store_log_row *rows, size_t n,
 		if (rc)
 			goto out_rollback;
 	}
-	rc = exec_cmd(s, "COMMIT");
+	rc = store_exec(s, "COMMIT", "commit events");
 	if (rc)
 		goto out_free;
 	for (size_t i = 0; i < n; i++)

@@ -9,7 +9,9 @@
  *
  * The event log is written with binary COPY. Callers build tuples with the
  * store_tuple_* encoders (cheap, no database needed, any thread), and the
- * committer hands whole batches to store_log_commit().
+ * committer hands whole batches to store_log_commit(). The engine reads
+ * the log back the same way (store_log_read(), store_field_* decoders)
+ * and saves its state as pages beside a checkpoint.
  */
 #ifndef STORE_STORE_H
 #define STORE_STORE_H
@@ -173,5 +175,165 @@ int store_log_last_seq(struct store *s, int64_t *seq);
 int store_log_commit(struct store *s, struct store_log_row *rows, size_t n,
 		     const struct buf *rejected, size_t nrejected,
 		     int64_t *last_seq);
+
+/*
+ * Reading the log back (the engine's replay). The readers below stream
+ * with COPY and cancel it when stopped early; call them outside a
+ * transaction.
+ */
+
+/* Every workspace id, ascending (*ids malloc'd, caller frees). */
+int store_workspace_ids(struct store *s, int64_t **ids, size_t *n);
+/*
+ * The highest seq of any stored event, or 0. Found per workspace through
+ * the primary key, never by scanning the log. Unlike store_log_last_seq()
+ * it ignores log_head: this is what can be read, not what was handed out.
+ */
+int store_log_head(struct store *s, int64_t *seq);
+/*
+ * Streams the events of workspace_id with after < seq <= upto, in seq
+ * order, as binary COPY tuples in exactly the committer's format (the
+ * STORE_EVENT_FIELDS columns in the order above, same types; jsonb comes
+ * back as PostgreSQL prints it, not byte for byte as written). fn gets
+ * each tuple from its 16-bit field count on, without the stream's header
+ * or trailer, valid during the call only. A nonzero return from fn stops
+ * the read, leaves the connection usable, and is returned.
+ */
+int store_log_read(struct store *s, int64_t workspace_id, int64_t after,
+		   int64_t upto,
+		   int (*fn)(void *arg, const char *tuple, size_t len),
+		   void *arg);
+
+/* One field of a binary tuple: it points into the tuple, not copied. */
+struct store_field {
+	const char *data;
+	int32_t len;		/* -1: NULL (data is NULL) */
+};
+
+/*
+ * Splits the binary tuple tuple[0..len) into out[0..max); returns the
+ * field count, or WEFT_EINVAL for a malformed tuple (a length running
+ * past len, bytes left over after the last field, more than max fields).
+ */
+int store_tuple_fields(const char *tuple, size_t len, struct store_field *out,
+		       int max);
+/*
+ * Decoders of one field; the caller checks first that the field is not
+ * NULL and has the type's width (4 or 8 bytes), which they assert.
+ */
+int32_t store_field_int4(const struct store_field *f);
+int64_t store_field_int8(const struct store_field *f);
+/* A timestamptz as microseconds since the Unix epoch (UTC). */
+int64_t store_field_timestamptz(const struct store_field *f);
+/*
+ * jsonb in binary COPY is a version byte 1 then the JSON text: sets *json
+ * and *n to the text (inside the tuple, not NUL-terminated); WEFT_EINVAL
+ * for a NULL field or another version.
+ */
+int store_field_jsonb(const struct store_field *f, const char **json,
+		      size_t *n);
+
+/* ---- the engine's state ---- */
+
+/*
+ * The engine saves what it derived from the log as pages: opaque byte
+ * strings numbered 0, 1, 2... in sections the engine numbers, per
+ * workspace. A save writes only the pages that changed, in the same
+ * transaction as the checkpoint (the last seq they include), so a restart
+ * loads pages and checkpoint that agree and replays the log after it.
+ */
+#define STORE_PAGE_BYTES 65536
+
+struct store_page {
+	int64_t workspace_id;
+	int32_t section;
+	int32_t page;
+	const void *data;	/* len bytes, 0 < len <= STORE_PAGE_BYTES */
+	size_t len;
+};
+
+struct store_section_size {
+	int64_t workspace_id;
+	int32_t section;
+	int32_t pages;		/* pages at or past this number are deleted */
+};
+
+/*
+ * Makes this connection the engine's only writer (a session advisory
+ * lock, another key than store_log_lock's): 0, or WEFT_ECONFLICT while
+ * another session holds it.
+ */
+int store_engine_lock(struct store *s);
+/* The checkpoint: *seq and *format, both 0 when none was ever saved. */
+int store_engine_checkpoint(struct store *s, int64_t *seq, int32_t *format);
+/*
+ * Calls fn for every page of workspace_id (0: of every workspace), in
+ * (workspace, section, page) order; p->data is valid during the call
+ * only. Streams: never holds more than one page. A nonzero return from fn
+ * stops the walk, leaves the connection usable, and is returned. A stored
+ * page of a bad size is WEFT_EIO.
+ */
+int store_engine_load(struct store *s, int64_t workspace_id,
+		      int (*fn)(void *arg, const struct store_page *p),
+		      void *arg);
+/*
+ * In one transaction: deletes every page of the workspaces in
+ * clear_ws[0..nclear), writes pages[0..n) (replacing a stored page with
+ * the same (workspace, section, page); pages must not repeat one),
+ * deletes the pages at or past sizes[i].pages of each (workspace,
+ * section) listed, and, if seq >= 0, sets the checkpoint to (seq, format,
+ * now()). The pages are not copied and may go once the call returns.
+ * Nothing is written on failure: WEFT_EIO, or WEFT_EUNAVAIL when the
+ * connection broke (if it broke during COMMIT the outcome is unknown;
+ * store_engine_checkpoint() tells after reconnecting).
+ */
+int store_engine_save(struct store *s, const int64_t *clear_ws, size_t nclear,
+		      const struct store_page *pages, size_t n,
+		      const struct store_section_size *sizes, size_t nsizes,
+		      int64_t seq, int32_t format);
+
+/* ---- identity configuration ---- */
+
+/* A workspace's identity rules, the JSON as PostgreSQL prints jsonb. */
+struct store_rules_row {
+	int64_t workspace_id;
+	char *json;		/* malloc'd */
+};
+
+/* Loads every workspace's rules; free with store_rules_rows_free(). */
+int store_identity_rules_load(struct store *s, struct store_rules_row **rows,
+			      size_t *n);
+void store_rules_rows_free(struct store_rules_row *rows, size_t n);
+/* Saves a workspace's rules (replacing the previous ones). */
+int store_identity_rules_save(struct store *s, int64_t workspace_id,
+			      const char *json);
+/*
+ * Adds (type, key) to the workspace's blocked identifiers (no error if it
+ * is there already); key_id is the API key that asked, 0 for none.
+ */
+int store_identity_blocked_add(struct store *s, int64_t workspace_id,
+			       const char *type, const uint8_t key[16],
+			       int64_t key_id);
+/*
+ * Calls fn for every blocked identifier of every workspace; type and key
+ * are valid during the call only. A nonzero return from fn stops the walk
+ * and is returned.
+ */
+int store_identity_blocked_load(struct store *s,
+				int (*fn)(void *arg, int64_t workspace_id,
+					  const char *type,
+					  const uint8_t key[16]),
+				void *arg);
+/*
+ * For explanations: calls fn once for each of the events seqs[0..n) of
+ * workspace_id that exists (in any order) with its messageId and its
+ * identifiers JSON text, both valid during the call only. A nonzero
+ * return from fn stops and is returned.
+ */
+int store_events_brief(struct store *s, int64_t workspace_id,
+		       const int64_t *seqs, size_t n,
+		       int (*fn)(void *arg, int64_t seq, const char *message_id,
+				 const char *identifiers_json),
+		       void *arg);
 
 #endif

@@ -42,4 +42,34 @@ int store_check(struct store *s, PGresult *res, ExecStatusType want,
 int store_check_unique(struct store *s, PGresult *res, ExecStatusType want,
 		       const char *what);
 
+/* Runs a statement that returns no rows; errors as store_check(). */
+int store_exec(struct store *s, const char *sql, const char *what);
+/* The same with text parameters $1..$n (NULL for SQL NULL). */
+int store_exec_params(struct store *s, const char *sql, int n,
+		      const char *const *params, const char *what);
+/*
+ * Takes the session advisory lock key without waiting: 0, or
+ * WEFT_ECONFLICT while another session holds it.
+ */
+int store_try_lock(struct store *s, int key, const char *what);
+
+/* Microseconds between 1970-01-01 and PostgreSQL's epoch, 2000-01-01. */
+#define STORE_PG_EPOCH_US 946684800000000LL
+
+/* The 19 bytes a binary COPY stream starts with (no flags, no extension). */
+extern const char store_copy_header[19];
+
+/*
+ * Runs sql, a COPY ... TO STDOUT (FORMAT binary), and calls fn with each
+ * tuple (from its field count on, without the stream's header or trailer;
+ * valid during the call only). Streams: never more than one tuple is
+ * held. A nonzero return from fn stops the walk and is returned; the COPY
+ * is then cancelled and drained, so the connection stays usable. A
+ * stream that is not well-formed binary COPY is WEFT_EIO. Only outside a
+ * transaction block: the cancel would abort it.
+ */
+int store_copy_out(struct store *s, const char *sql, const char *what,
+		   int (*fn)(void *arg, const char *tuple, size_t len),
+		   void *arg);
+
 #endif
