@@ -515,6 +515,22 @@ struct hist *graph_hist(struct identity_graph *g, uint32_t pid)
 	return &g->hists[h];
 }
 
+void graph_recount(struct identity_graph *g, uint32_t pid, const uint32_t *nodes, size_t n)
+{
+	uint32_t ext = g->profiles[pid].ext;
+
+	if (ext)
+		tc_clear(g, pid, ext);
+	else if (n > 1)
+		g->profiles[pid].ext = ext = new_ext(g);
+	if (!ext)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		tc_add(g, pid, ext, g->nodes[nodes[i]].type, 1);
+		size_add(g, pid, ext, 1);
+	}
+}
+
 uint32_t graph_size(const struct identity_graph *g, uint32_t pid)
 {
 	uint32_t x = g->profiles[pid].ext;
@@ -895,8 +911,12 @@ void identity_graph_digest(const struct identity_graph *g, uint8_t out[16])
 
 	if (!st)
 		abort();
-	for (size_t i = 0; i < n; i++)
-		order[i] = (uint32_t)(i + 1);
+	/* Identifiers taken out by a split (profile 0) are no longer in the graph. */
+	for (size_t i = 0, x = 1; x < g->nnodes; x++)
+		if (pid_of_root(g, find_root_ro(g, (uint32_t)x)))
+			order[i++] = (uint32_t)x;
+		else
+			n--;
 	qsort_r(order, n, sizeof(*order), digest_cmp, (void *)g);
 	XXH3_128bits_reset(st);
 	for (size_t i = 0; i < n; i++) {

@@ -174,6 +174,8 @@ void identity_graph_free(struct identity_graph *g);
  * The engine interns types in log order, so ids are deterministic too.
  */
 int identity_graph_type(struct identity_graph *g, const char *name);
+/* The id of type name without interning it: WEFT_ENOTFOUND if the graph never saw it. */
+int identity_graph_type_find(const struct identity_graph *g, const char *name);
 /* The name of type id, or NULL if there is no such type. */
 const char *identity_graph_type_name(const struct identity_graph *g, uint16_t type);
 
@@ -288,6 +290,8 @@ enum identity_expl_kind {
 	IDENTITY_EXPL_DROPPED,		/* the identifier was dropped from the event, not mapped */
 	IDENTITY_EXPL_BLOCKED,		/* the identifier is a blocked value, ignored */
 	IDENTITY_EXPL_GROUP,		/* a group call linked the profile to the account (key) */
+	IDENTITY_EXPL_SPLIT,		/* other_id was split after the identifier was blocked;
+					   profile_id is one of the parts */
 };
 
 enum identity_expl_reason {
@@ -371,5 +375,71 @@ struct identity_links_iter {
 
 void identity_links_iter_init(struct identity_links_iter *it, const struct identity_graph *g);
 bool identity_links_iter_next(struct identity_links_iter *it, struct identity_link *out);
+
+/* ---- retroactive unmerge ---- */
+
+struct identity_split {
+	uint64_t profile_id;	/* the profile that held the identifier; 0 if none did */
+	uint32_t parts;		/* the profiles it became (0: it held nothing else) */
+	uint32_t created;	/* of those, how many got a new id */
+};
+
+/*
+ * Blocks (type, key) in this graph from now on, as identity_rules_block()
+ * does, and repairs the past: if a profile holds the identifier, it is
+ * taken out and the profile is split into the parts its remaining links
+ * make, replayed in log order under the current rules (split.c says how).
+ * Each part keeps the id of the oldest profile whose first identifier it
+ * holds (so the part holding the oldest profile keeps that id) or gets a
+ * new one. A split record (IDENTITY_EXPL_SPLIT, sequence seq) is filed
+ * under every part. Returns 0 (out says what happened) or WEFT_EINVAL (an
+ * unknown type, seq out of range).
+ */
+int identity_graph_block(struct identity_graph *g, uint16_t type,
+			 const uint8_t key[IDENTITY_KEY_BYTES], int64_t seq,
+			 struct identity_split *out);
+
+/*
+ * Applies new rules from now on: every type of r (interned in the graph if
+ * new) takes r's priority, limit and window; r's caps replace the graph's;
+ * r's blocked keys are added. Types only the graph knows keep theirs.
+ * Profiles already built are not changed (a rebuild applies rules to the
+ * past). Explanations name a limit by its type and read its value from
+ * the rules in force when they are read.
+ * Returns 0 or WEFT_ETOOBIG (too many types).
+ */
+int identity_graph_set_rules(struct identity_graph *g, const struct identity_rules *r);
+
+/* Reads type's rule into the out parameters; WEFT_EINVAL for no such type. */
+int identity_graph_rule(const struct identity_graph *g, uint16_t type, uint32_t *priority,
+			uint32_t *limit, uint32_t *window_days);
+
+/* The graph's caps (identity_rules_set_caps). */
+void identity_graph_caps(const struct identity_graph *g, uint32_t *max_merges,
+			 uint32_t *max_identifiers);
+
+/* ---- snapshots ---- */
+
+#include "lib/buf.h"
+
+#define IDENTITY_SECTIONS 13
+#define IDENTITY_SNAPSHOT_VERSION 1
+
+struct identity_section {
+	const void *data;
+	size_t bytes;
+};
+
+/*
+ * The graph as IDENTITY_SECTIONS byte ranges that identity_graph_restore()
+ * turns back into the same graph. Section 0 is written into hdr; the
+ * others point into the graph and are valid until it next changes.
+ */
+void identity_graph_sections(const struct identity_graph *g, struct buf *hdr,
+			     struct identity_section out[IDENTITY_SECTIONS]);
+
+/* A new graph from sections; WEFT_EINVAL if they are not a snapshot of this version. */
+int identity_graph_restore(const struct identity_section in[IDENTITY_SECTIONS],
+			   struct identity_graph **out);
 
 #endif

@@ -361,6 +361,11 @@ uint32_t graph_merges_of(const struct identity_graph *g, uint32_t pid);
 /* Calls fn for every (type, count) of profile pid. */
 void graph_each_count(const struct identity_graph *g, uint32_t pid,
 		      void (*fn)(void *arg, uint16_t type, uint32_t count), void *arg);
+/*
+ * Sets profile pid's counts to those of nodes[0..n) (its identifiers after
+ * a split), giving it an extension if it needs one.
+ */
+void graph_recount(struct identity_graph *g, uint32_t pid, const uint32_t *nodes, size_t n);
 /* The history of profile pid, created if needed. */
 struct hist *graph_hist(struct identity_graph *g, uint32_t pid);
 void graph_link(struct identity_graph *g, uint32_t a, uint32_t b, int64_t seq);

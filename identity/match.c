@@ -90,7 +90,7 @@ static size_t collect_items(struct identity_graph *g, struct match *m, uint16_t 
 		const struct type_rule *rule = &g->rules.types[id->type];
 		int dup;
 
-		if (rule->account) {
+		if (rule->account && !id->blocked) {
 			if (!repeated(ev, i))
 				groups[ngroups++] = (uint16_t)i;
 			continue;

@@ -281,3 +281,69 @@ int identity_rules_block(struct identity_rules *r, const char *type,
 	r->nblocked++;
 	return 0;
 }
+
+int identity_graph_set_rules(struct identity_graph *g, const struct identity_rules *r)
+{
+	struct identity_rules *dst = &g->rules;
+	uint32_t fresh = 0;
+
+	/* Types new to the graph are counted first, so that too many changes nothing. */
+	for (uint32_t i = 0; i < r->ntypes; i++)
+		fresh += find_type(dst, r->types[i].name, strlen(r->types[i].name)) < 0;
+	if (dst->ntypes + fresh > IDENTITY_TYPES_MAX)
+		return WEFT_ETOOBIG;
+	for (uint32_t i = 0; i < r->ntypes; i++) {
+		const struct type_rule *t = &r->types[i];
+		int id = rules_intern(dst, t->name);
+
+		if (id < 0)
+			return id;
+		if (dst->types[id].account)
+			continue;
+		dst->types[id].priority = t->priority;
+		dst->types[id].limit = t->limit;
+		dst->types[id].window_days = t->window_days;
+	}
+	dst->max_merges = r->max_merges;
+	dst->max_ids = r->max_ids;
+	for (size_t i = 0; i < r->blocked_cap; i++)
+		if (r->blocked[i].used) {
+			int rc = identity_rules_block(dst, r->types[r->blocked[i].type].name,
+						      r->blocked[i].key);
+
+			if (rc)
+				return rc;
+		}
+	return 0;
+}
+
+int identity_graph_rule(const struct identity_graph *g, uint16_t type, uint32_t *priority,
+			uint32_t *limit, uint32_t *window_days)
+{
+	const struct type_rule *t;
+
+	if (type >= g->rules.ntypes)
+		return WEFT_EINVAL;
+	t = &g->rules.types[type];
+	*priority = t->priority;
+	*limit = t->limit;
+	*window_days = t->window_days;
+	return 0;
+}
+
+void identity_graph_caps(const struct identity_graph *g, uint32_t *max_merges,
+			 uint32_t *max_identifiers)
+{
+	*max_merges = g->rules.max_merges;
+	*max_identifiers = g->rules.max_ids;
+}
+
+int identity_graph_type_find(const struct identity_graph *g, const char *name)
+{
+	size_t len = name ? strnlen(name, IDENTITY_TYPE_NAME_MAX + 1) : 0;
+
+	if (len == 0 || len > IDENTITY_TYPE_NAME_MAX)
+		return WEFT_EINVAL;
+	return find_type(&g->rules, name, len) >= 0 ? find_type(&g->rules, name, len) :
+						       WEFT_ENOTFOUND;
+}
