@@ -32,7 +32,7 @@ endif
 
 ALL_CFLAGS := -std=gnu11 -I. -MMD -MP $(WARN) $(PKG_CFLAGS) $(CFLAGS)
 
-MODULES := lib privacy store ingest identity profiles audiences api cmd
+MODULES := lib privacy store ingest identity engine profiles audiences api cmd
 SRCS := $(foreach m,$(MODULES),$(wildcard $(m)/*.c))
 MIGRATIONS := $(sort $(wildcard store/migrations/*.sql))
 OBJS := $(SRCS:%.c=$(BUILD)/%.o) $(BUILD)/gen/migrations.o
@@ -143,9 +143,14 @@ fuzz-merge:
 
 # ---- benchmarks (bench/): make bench-NAME ----
 # bench-ingest: Weft's durable events/s against PostgreSQL's COPY ceiling,
-# measured in the same run (docs/benchmarks.md). bench/ingest builds what it
-# needs through bench-programs.
-BENCH_BINS := $(BUILD)/bench/loadgen $(BUILD)/bench/copy_ceiling
+# measured in the same run (docs/benchmarks.md). bench-identity: the
+# identity graph's events/s, memory and rebuild time on 10M synthetic
+# events, and its speedup over connected components in SQL in the same
+# PostgreSQL. bench/ingest and bench/identity build what they need through
+# bench-programs.
+BENCH_BINS := $(BUILD)/bench/loadgen $(BUILD)/bench/copy_ceiling \
+	$(BUILD)/bench/identity_bench $(BUILD)/bench/identity_mem
+BENCH_IDENTITY_OBJS := $(BUILD)/bench/idgen.o $(BUILD)/bench/uf.o $(BUILD)/bench/span.o
 
 $(BUILD)/bench/loadgen: $(BUILD)/bench/loadgen.o $(BUILD)/bench/gen.o
 	$(CC) $(LDFLAGS) -o $@ $^
@@ -153,11 +158,20 @@ $(BUILD)/bench/loadgen: $(BUILD)/bench/loadgen.o $(BUILD)/bench/gen.o
 $(BUILD)/bench/copy_ceiling: $(BUILD)/bench/copy_ceiling.o $(BUILD)/bench/gen.o $(LIBWEFT)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(ALLOC_LIBS)
 
-.PHONY: bench-programs bench-ingest
+$(BUILD)/bench/identity_bench: $(BUILD)/bench/identity_bench.o $(BENCH_IDENTITY_OBJS) $(LIBWEFT)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(ALLOC_LIBS)
+
+$(BUILD)/bench/identity_mem: $(BUILD)/bench/identity_mem.o $(BENCH_IDENTITY_OBJS) $(LIBWEFT)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(ALLOC_LIBS)
+
+.PHONY: bench-programs bench-ingest bench-identity
 bench-programs: $(BENCH_BINS)
 
 bench-ingest:
 	@BUILD=$(BUILD) bench/ingest
+
+bench-identity:
+	@BUILD=$(BUILD) bench/identity
 
 
 -include $(wildcard $(BUILD)/*.d $(BUILD)/*/*.d $(BUILD)/*/*/*.d)

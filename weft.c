@@ -28,6 +28,7 @@ int main(int argc, char **argv)
 		{ "migrate", cmd_migrate },
 		{ "keys", cmd_keys },
 		{ "pii-key", cmd_pii_key },
+		{ "identity", cmd_identity },
 	};
 
 	if (argc < 2 || strcmp(argv[1], "--help") == 0 ||

@@ -274,6 +274,22 @@ static void handle(struct http_request *req, void *arg)
 		handle_privacy_policy(a, req);
 		return;
 	}
+	if (strcmp(path, "/v1/admin/identity-rules") == 0) {
+		api_identity_rules(a, req);
+		return;
+	}
+	if (strcmp(path, "/v1/admin/identity/blocked") == 0) {
+		api_identity_blocked(a, req);
+		return;
+	}
+	if (strncmp(path, "/v1/profiles/", 13) == 0) {
+		const char *ident = path + 13, *slash = strchr(ident, '/');
+
+		if (slash && slash > ident && strcmp(slash, "/identity-history") == 0) {
+			api_identity_history(a, req, ident, (size_t)(slash - ident));
+			return;
+		}
+	}
 	if (strcmp(path, "/healthz") == 0 || strcmp(path, "/readyz") == 0 ||
 	    strcmp(path, "/metrics") == 0) {
 		if (strcmp(method, "GET") && strcmp(method, "HEAD")) {
@@ -324,6 +340,11 @@ int api_start(struct api *a)
 	api_control_start(a);
 	return http_server_listen(a->http, a->cfg.listen_host,
 				  a->cfg.listen_port);
+}
+
+void api_set_engine(struct api *a, struct engine *engine)
+{
+	a->engine = engine;
 }
 
 int api_port(const struct api *a)

@@ -16,6 +16,7 @@
 struct event_base;
 struct ingest_pipeline;
 struct privacy_master;
+struct engine;
 struct api;
 
 struct api_config {
@@ -36,6 +37,8 @@ void api_config_init(struct api_config *cfg);
 struct api *api_new(struct event_base *base, const struct api_config *cfg,
 		    struct ingest_pipeline *pipeline,
 		    const struct privacy_master *master);
+/* The engine whose state the identity and profile endpoints read (borrowed). */
+void api_set_engine(struct api *a, struct engine *engine);
 /*
  * Loads keys and settings (synchronously, once) and starts listening.
  * WEFT_EUNAVAIL if the database cannot be read, WEFT_ESCHEMA if its schema

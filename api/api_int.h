@@ -49,6 +49,7 @@ struct api {
 	struct api_config cfg;
 	struct http_server *http;
 	struct ingest_pipeline *pipeline;
+	struct engine *engine;		/* NULL: no derived state (tests of ingest alone) */
 	const struct privacy_master *master;
 	struct privacy_policy *default_policy;
 
@@ -84,11 +85,31 @@ void api_control_start(struct api *a);
 /* Runs one refresh synchronously (before the loop serves anything). */
 int api_control_refresh_now(struct api *a);
 struct api_workspace *api_workspace_get(struct api *a, int64_t workspace_id);
+/* On the control worker: makes sure control_store is connected (0, or the error). */
+int api_control_conn(struct api *a);
 /* Saves a workspace policy, then replies through done on the loop. */
 void api_control_save_policy(struct api *a, int64_t workspace_id,
 			     const char *json, struct privacy_policy *parsed,
 			     struct http_request *req);
 void api_control_stop(struct api *a);
+
+/* identity.c */
+void api_identity_rules(struct api *a, struct http_request *req);
+void api_identity_blocked(struct api *a, struct http_request *req);
+/* GET /v1/profiles/{type}:{value}/identity-history; ident is the undecoded {type}:{value}. */
+void api_identity_history(struct api *a, struct http_request *req, const char *ident,
+			  size_t len);
+
+/*
+ * The profile {type}:{value} (undecoded, len bytes) names in graph g (which
+ * may be NULL): any identifier type, or profile_id:prf_N; an absorbed
+ * profile resolves to its survivor. Sets *profile_id (0: none); returns 0,
+ * or WEFT_EINVAL with *error saying what is wrong with ident.
+ */
+struct identity_graph;
+int api_resolve_profile(struct api *a, const struct api_workspace *w,
+			const struct identity_graph *g, const char *ident, size_t len,
+			uint64_t *profile_id, const char **error);
 
 /* metrics.c */
 void api_metrics_reply(struct api *a, struct http_request *req);

@@ -40,7 +40,7 @@ struct policy_task {
 };
 
 /* On the worker thread (or before it serves anything). */
-static int control_conn(struct api *a)
+int api_control_conn(struct api *a)
 {
 	if (!a->control_store)
 		return store_connect(a->cfg.database_url, &a->control_store);
@@ -79,7 +79,7 @@ static void refresh_run(struct worker_task *t)
 	struct refresh_task *r = (struct refresh_task *)t;
 	struct api *a = r->a;
 
-	r->rc = control_conn(a);
+	r->rc = api_control_conn(a);
 	if (!r->rc)
 		r->rc = store_schema_check(a->control_store);
 	if (!r->rc)
@@ -190,7 +190,7 @@ static void policy_run(struct worker_task *t)
 {
 	struct policy_task *p = (struct policy_task *)t;
 
-	p->rc = control_conn(p->a);
+	p->rc = api_control_conn(p->a);
 	if (!p->rc)
 		p->rc = store_policy_save(p->a->control_store, p->workspace_id,
 					  p->json);

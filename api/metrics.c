@@ -5,6 +5,8 @@
  */
 #include "api/api_int.h"
 
+#include "engine/engine.h"
+
 #include "lib/buf.h"
 
 static const char *kinds[] = {
@@ -47,6 +49,43 @@ static void histogram(struct buf *b, const char *name, const char *help,
 	}
 	buf_printf(b, "%s_sum %.17g\n%s_count %llu\n", name, sum, name,
 		   (unsigned long long)cum);
+}
+
+static void engine_metrics(struct buf *b, struct engine *e)
+{
+	static const char *const lag_le[8] = {
+		"0.001", "0.005", "0.01", "0.025", "0.05", "0.1", "1", "+Inf" };
+	struct engine_stats st;
+
+	engine_stats(e, &st);
+	gauge(b, "weft_engine_caught_up",
+	      "1 once the engine has loaded its state and applied the log up to the last commit "
+	      "it was told of.", st.loaded && st.caught_up ? 1 : 0);
+	gauge(b, "weft_engine_applied_seq", "Every event up to this sequence number is applied.",
+	      (double)st.applied_seq);
+	gauge(b, "weft_engine_checkpoint_seq", "The sequence number of the saved checkpoint.",
+	      (double)st.checkpoint_seq);
+	counter(b, "weft_engine_events_applied_total", "Events applied to the identity graph.",
+		st.events_applied);
+	counter(b, "weft_engine_log_reads_total",
+		"Events the engine read back from the log rather than its feed.", st.log_reads);
+	counter(b, "weft_engine_feed_overflows_total",
+		"Commits the feed had no room for (read from the log instead).",
+		st.feed_overflows);
+	histogram(b, "weft_engine_apply_lag_seconds",
+		  "From a commit's end to its events being applied (the apply lag).", lag_le,
+		  st.lag_buckets, st.lag_sum);
+	counter(b, "weft_engine_checkpoints_total", "Checkpoints saved.", st.checkpoints);
+	counter(b, "weft_engine_checkpoint_failures_total", "Checkpoints that failed.",
+		st.checkpoint_failures);
+	gauge(b, "weft_engine_checkpoint_seconds", "How long the last checkpoint took.",
+	      st.checkpoint_seconds);
+	gauge(b, "weft_engine_checkpoint_pages", "Pages the last checkpoint wrote.",
+	      (double)st.checkpoint_pages);
+	gauge(b, "weft_identity_identifiers", "Identifiers in the identity graphs.",
+	      (double)st.identifiers);
+	gauge(b, "weft_identity_profiles", "Live profiles.", (double)st.profiles);
+	gauge(b, "weft_identity_merges", "Profiles absorbed by merges.", (double)st.merges);
 }
 
 void api_metrics_reply(struct api *a, struct http_request *req)
@@ -116,6 +155,8 @@ void api_metrics_reply(struct api *a, struct http_request *req)
 		"Requests turned away by the server's load limits.",
 		hs.overloaded);
 
+	if (a->engine)
+		engine_metrics(&b, a->engine);
 	http_reply(req, 200, "text/plain; version=0.0.4", b.data, b.len);
 	buf_release(&b);
 }

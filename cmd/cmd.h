@@ -67,5 +67,6 @@ int cmd_serve(int argc, char **argv);
 int cmd_migrate(int argc, char **argv);
 int cmd_keys(int argc, char **argv);
 int cmd_pii_key(int argc, char **argv);
+int cmd_identity(int argc, char **argv);
 
 #endif

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "api/api.h"
+#include "engine/engine.h"
 #include "ingest/ingest.h"
 #include "lib/err.h"
 #include "lib/log.h"
@@ -195,6 +196,8 @@ int cmd_serve(int argc, char **argv)
 	sigset_t stop_signals, unblocked;
 	struct ingest_pipeline_config pcfg = { 0 };
 	struct ingest_pipeline *pipeline = NULL;
+	struct engine_config ecfg = { 0 };
+	struct engine *engine = NULL;
 	struct privacy_master *master = NULL;
 	struct event *sigterm = NULL, *sigint = NULL;
 	struct serve sv = { 0 };
@@ -261,13 +264,17 @@ int cmd_serve(int argc, char **argv)
 	evthread_use_pthreads();
 	sv.base = event_base_new();
 	pcfg.database_url = cfg.database_url;
+	ecfg.database_url = cfg.database_url;
+	engine = engine_new(&ecfg);
 	pipeline = ingest_pipeline_new(sv.base, &pcfg);
-	if (ingest_pipeline_start(pipeline))
+	ingest_pipeline_set_sink(pipeline, engine_sink, engine);
+	if (ingest_pipeline_start(pipeline) || engine_start(engine))
 		goto out_free;
 	if (!wait_ready(pipeline))
 		log_warn("log_not_ready", "msg=\"serving anyway; events get 503 "
 			 "until the database answers\"");
 	sv.api = api_new(sv.base, &acfg, pipeline, master);
+	api_set_engine(sv.api, engine);
 	rc = api_start(sv.api);
 	if (rc == WEFT_ESCHEMA) {
 		fprintf(stderr, "weft serve: the database schema is not the one "
@@ -303,8 +310,11 @@ out_free:
 	if (sv.deadline)
 		event_free(sv.deadline);
 	ingest_pipeline_stop(pipeline);
+	/* Every acknowledged event has reached the engine's feed: apply, checkpoint. */
+	engine_stop(engine);
 	api_free(sv.api);
 	ingest_pipeline_free(pipeline);
+	engine_free(engine);
 	event_base_free(sv.base);
 	privacy_master_free(master);
 	if (status == 0)

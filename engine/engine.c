@@ -1,0 +1,722 @@
+/*
+ * The engine thread: the feed the pipeline's sink fills, the loop that
+ * applies it (reading the log for whatever the feed missed), commands,
+ * and checkpoints. docs/internals.md describes the whole path.
+ */
+#include "engine/engine_int.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "lib/alloc.h"
+#include "lib/err.h"
+#include "lib/log.h"
+
+#define DEFAULT_FEED_BYTES (64u << 20)
+#define DEFAULT_CP_INTERVAL_MS 10000
+/* A checkpoint waits at least this many times as long as the last one took. */
+#define CP_COST_FACTOR 10
+#define RETRY_MAX_S 5.0
+
+const double engine_lag_bounds[7] = { .001, .005, .01, .025, .05, .1, 1 };
+
+double engine_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+struct engine *engine_new(const struct engine_config *cfg)
+{
+	struct engine *e = xcalloc(1, sizeof(*e));
+	pthread_rwlockattr_t ra;
+
+	e->url = xstrdup(cfg->database_url);
+	e->feed_cap = cfg->feed_bytes ? cfg->feed_bytes : DEFAULT_FEED_BYTES;
+	e->cp_interval = (cfg->checkpoint_interval_ms > 0 ? cfg->checkpoint_interval_ms :
+			  DEFAULT_CP_INTERVAL_MS) / 1000.0;
+	pthread_rwlockattr_init(&ra);
+	/* Writers apply events in short holds; readers must not starve them. */
+	pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&e->rw, &ra);
+	pthread_rwlockattr_destroy(&ra);
+	pthread_mutex_init(&e->mu, NULL);
+	pthread_cond_init(&e->cv, NULL);
+	return e;
+}
+
+/* ---- workspaces ---- */
+
+struct engine_ws *engine_ws_find(struct engine *e, int64_t id, bool create)
+{
+	size_t lo = 0, hi = e->nws;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (e->ws[mid].id < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo < e->nws && e->ws[lo].id == id)
+		return &e->ws[lo];
+	if (!create)
+		return NULL;
+
+	struct identity_rules *r = identity_rules_new();
+	struct identity_graph *g = identity_graph_new(r);
+
+	identity_rules_free(r);
+	pthread_rwlock_wrlock(&e->rw);
+	if (e->nws == e->ws_cap) {
+		e->ws_cap = e->ws_cap ? 2 * e->ws_cap : 8;
+		e->ws = xrealloc(e->ws, xmul(e->ws_cap, sizeof(*e->ws)));
+	}
+	memmove(&e->ws[lo + 1], &e->ws[lo], (e->nws - lo) * sizeof(*e->ws));
+	memset(&e->ws[lo], 0, sizeof(e->ws[lo]));
+	e->ws[lo].id = id;
+	e->ws[lo].g = g;
+	e->nws++;
+	pthread_rwlock_unlock(&e->rw);
+	return &e->ws[lo];
+}
+
+void engine_ws_release(struct engine_ws *w)
+{
+	identity_graph_free(w->g);
+	for (int s = 0; s < ENGINE_SECTIONS; s++)
+		free(w->saved[s].hash);
+	memset(w, 0, sizeof(*w));
+}
+
+/* ---- applying events ---- */
+
+static int hex_nibble(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+static bool parse_key(const char *hex, uint8_t out[IDENTITY_KEY_BYTES])
+{
+	if (!hex || strlen(hex) != 2 * IDENTITY_KEY_BYTES)
+		return false;
+	for (int i = 0; i < IDENTITY_KEY_BYTES; i++) {
+		int hi = hex_nibble(hex[2 * i]), lo = hex_nibble(hex[2 * i + 1]);
+
+		if (hi < 0 || lo < 0)
+			return false;
+		out[i] = (uint8_t)(hi << 4 | lo);
+	}
+	return true;
+}
+
+/* The event's identifiers from the log's JSON; returns how many, or -1 if malformed. */
+static int parse_ids(struct identity_graph *g, const char *json, size_t len,
+		     struct identity_ident *ids)
+{
+	json_error_t jerr;
+	json_t *arr = json_loadb(json, len, 0, &jerr), *it;
+	size_t i;
+	int n = 0;
+
+	if (!json_is_array(arr)) {
+		json_decref(arr);
+		return -1;
+	}
+	json_array_foreach(arr, i, it) {
+		const char *type = json_string_value(json_object_get(it, "type"));
+		int t;
+
+		if (n == IDENTITY_EVENT_IDS_MAX)
+			break;
+		if (!type || !parse_key(json_string_value(json_object_get(it, "key")),
+					ids[n].key)) {
+			n = -1;
+			break;
+		}
+		if ((t = identity_graph_type(g, type)) < 0)
+			continue;	/* past the type limit: not an identifier */
+		ids[n].type = (uint16_t)t;
+		ids[n].previous = json_is_true(json_object_get(it, "previous"));
+		ids[n].blocked = json_is_true(json_object_get(it, "blocked"));
+		n++;
+	}
+	json_decref(arr);
+	return n;
+}
+
+void engine_apply_tuple(struct engine *e, const char *tuple, size_t len)
+{
+	struct store_field f[STORE_EVENT_FIELDS];
+	struct identity_ident ids[IDENTITY_EVENT_IDS_MAX];
+	struct identity_event_ids ev = { .ids = ids };
+	struct engine_ws *w;
+	const char *json;
+	size_t jlen;
+	int64_t ws_id;
+	uint64_t pid;
+	int n, rc;
+
+	if (store_tuple_fields(tuple, len, f, STORE_EVENT_FIELDS) != STORE_EVENT_FIELDS ||
+	    f[0].len != 8 || f[1].len != 8 || f[8].len != 8 ||
+	    store_field_jsonb(&f[10], &json, &jlen)) {
+		log_error("engine_bad_row", "len=%zu", len);
+		return;
+	}
+	ws_id = store_field_int8(&f[0]);
+	ev.seq = store_field_int8(&f[1]);
+	w = engine_ws_find(e, ws_id, true);
+	if (ev.seq <= e->applied || ev.seq <= w->applied)
+		return;
+	ev.ts_us = store_field_timestamptz(&f[8]);
+	ev.ref = (uint64_t)ev.seq;
+	ev.alias = f[3].len == 5 && memcmp(f[3].data, "alias", 5) == 0;
+	pthread_rwlock_wrlock(&e->rw);
+	n = parse_ids(w->g, json, jlen, ids);
+	if (n < 0) {
+		pthread_rwlock_unlock(&e->rw);
+		log_error("engine_bad_identifiers", "workspace=%lld seq=%lld",
+			  (long long)ws_id, (long long)ev.seq);
+		w->applied = ev.seq;
+		return;
+	}
+	ev.n = (size_t)n;
+	rc = identity_graph_apply(w->g, &ev, &pid);
+	pthread_rwlock_unlock(&e->rw);
+	if (rc)
+		log_error("engine_apply_failed", "workspace=%lld seq=%lld error=%s",
+			  (long long)ws_id, (long long)ev.seq, weft_strerror(rc));
+	w->applied = ev.seq;
+	pthread_mutex_lock(&e->mu);
+	e->stats.events_applied++;
+	pthread_mutex_unlock(&e->mu);
+}
+
+static int catch_up_row(void *arg, const char *tuple, size_t len)
+{
+	struct engine *e = arg;
+
+	engine_apply_tuple(e, tuple, len);
+	pthread_mutex_lock(&e->mu);
+	e->stats.log_reads++;
+	pthread_mutex_unlock(&e->mu);
+	return 0;
+}
+
+int engine_catch_up(struct engine *e, int64_t target)
+{
+	int64_t *ids;
+	size_t n;
+	int rc;
+
+	if (target <= e->applied)
+		return 0;
+	if (!e->store)
+		return WEFT_EUNAVAIL;
+	if ((rc = store_workspace_ids(e->store, &ids, &n)))
+		return rc;
+	for (size_t i = 0; i < n && !rc; i++) {
+		struct engine_ws *w = engine_ws_find(e, ids[i], false);
+
+		if (w && w->applied >= target)
+			continue;
+		rc = store_log_read(e->store, ids[i], e->applied, target, catch_up_row, e);
+	}
+	free(ids);
+	if (!rc) {
+		log_info("engine_caught_up", "from=%lld to=%lld", (long long)e->applied,
+			 (long long)target);
+		e->applied = target;
+	}
+	return rc;
+}
+
+/* ---- the feed ---- */
+
+void engine_sink(void *arg, const struct store_log_row *rows, size_t n, int64_t last_seq)
+{
+	struct engine *e = arg;
+	size_t bytes = 0, stored = 0;
+	struct feed_batch *b;
+
+	for (size_t i = 0; i < n; i++)
+		if (rows[i].stored) {
+			bytes += 4 + rows[i].len;
+			stored++;
+		}
+	pthread_mutex_lock(&e->mu);
+	if (last_seq > e->behind_to)
+		e->behind_to = last_seq;
+	if (stored == 0 || e->fbytes + bytes > e->feed_cap) {
+		/* Nothing to copy, or no room: the engine reads the log up to behind_to. */
+		if (stored)
+			e->stats.feed_overflows++;
+		e->behind = true;
+		pthread_cond_signal(&e->cv);
+		pthread_mutex_unlock(&e->mu);
+		return;
+	}
+	pthread_mutex_unlock(&e->mu);
+
+	b = xmalloc(sizeof(*b) + bytes);
+	b->next = NULL;
+	b->committed = engine_now();
+	b->last_seq = last_seq;
+	b->n = stored;
+	b->bytes = bytes;
+	for (size_t i = 0, o = 0; i < n; i++) {
+		uint32_t len = (uint32_t)rows[i].len;
+
+		if (!rows[i].stored)
+			continue;
+		memcpy(b->data + o, &len, 4);
+		memcpy(b->data + o + 4, rows[i].tuple, len);
+		/* The committer numbers rows in its COPY buffer, not in the caller's tuple. */
+		if (len >= STORE_EVENT_SEQ_OFFSET + 8)
+			for (int k = 0; k < 8; k++)
+				b->data[o + 4 + STORE_EVENT_SEQ_OFFSET + k] =
+					(char)((uint64_t)rows[i].seq >> (56 - 8 * k));
+		o += 4 + len;
+	}
+	pthread_mutex_lock(&e->mu);
+	if (e->ftail)
+		e->ftail->next = b;
+	else
+		e->fhead = b;
+	e->ftail = b;
+	e->fbytes += bytes;
+	pthread_cond_signal(&e->cv);
+	pthread_mutex_unlock(&e->mu);
+}
+
+static void record_lag(struct engine *e, double lag)
+{
+	int i = 0;
+
+	pthread_mutex_lock(&e->mu);
+
+	while (i < 7 && lag > engine_lag_bounds[i])
+		i++;
+	e->stats.lag_buckets[i]++;
+	e->stats.lag_count++;
+	e->stats.lag_sum += lag;
+	pthread_mutex_unlock(&e->mu);
+}
+
+/* The first stored seq of a batch. */
+static int64_t batch_first_seq(const struct feed_batch *b)
+{
+	struct store_field f[2];
+	uint32_t len;
+
+	memcpy(&len, b->data, 4);
+	if (store_tuple_fields(b->data + 4, len, f, 2) < 2 || f[1].len != 8)
+		return 0;
+	return store_field_int8(&f[1]);
+}
+
+/* Applies one batch, reading first what the log holds before it that was never fed. */
+static int apply_batch(struct engine *e, const struct feed_batch *b)
+{
+	int64_t first = batch_first_seq(b);
+	int rc;
+
+	if (first > e->applied + 1 && (rc = engine_catch_up(e, first - 1)))
+		return rc;
+	for (size_t i = 0, o = 0; i < b->n; i++) {
+		uint32_t len;
+
+		memcpy(&len, b->data + o, 4);
+		engine_apply_tuple(e, b->data + o + 4, len);
+		o += 4 + len;
+	}
+	if (b->last_seq > e->applied)
+		e->applied = b->last_seq;
+	record_lag(e, engine_now() - b->committed);
+	return 0;
+}
+
+/* ---- commands ---- */
+
+void engine_submit(struct engine *e, struct engine_cmd *c, struct event_base *base)
+{
+	c->base = base;
+	c->next = NULL;
+	c->result = 0;
+	pthread_mutex_lock(&e->mu);
+	if (e->ctail)
+		e->ctail->next = c;
+	else
+		e->chead = c;
+	e->ctail = c;
+	pthread_cond_signal(&e->cv);
+	pthread_mutex_unlock(&e->mu);
+}
+
+static void cmd_deliver(evutil_socket_t fd, short what, void *arg)
+{
+	struct engine_cmd *c = arg;
+
+	(void)fd;
+	(void)what;
+	c->done(c);
+}
+
+static void cmd_finish(struct engine_cmd *c)
+{
+	if (event_base_once(c->base, -1, EV_TIMEOUT, cmd_deliver, c, NULL))
+		log_error("engine_cmd_lost", "could not hand a command back");
+}
+
+struct store *engine_store(struct engine *e)
+{
+	return e->store;
+}
+
+void engine_write_begin(struct engine *e)
+{
+	pthread_rwlock_wrlock(&e->rw);
+}
+
+void engine_write_end(struct engine *e)
+{
+	pthread_rwlock_unlock(&e->rw);
+}
+
+struct identity_graph *engine_graph_mut(struct engine *e, int64_t workspace_id)
+{
+	return engine_ws_find(e, workspace_id, true)->g;
+}
+
+int64_t engine_applied_seq(struct engine *e)
+{
+	return e->applied;
+}
+
+void engine_checkpoint_soon(struct engine *e)
+{
+	e->cp_soon = true;
+}
+
+/* ---- reading ---- */
+
+void engine_read_begin(struct engine *e)
+{
+	pthread_rwlock_rdlock(&e->rw);
+}
+
+void engine_read_end(struct engine *e)
+{
+	pthread_rwlock_unlock(&e->rw);
+}
+
+const struct identity_graph *engine_graph(struct engine *e, int64_t workspace_id)
+{
+	struct engine_ws *w = engine_ws_find(e, workspace_id, false);
+
+	return w ? w->g : NULL;
+}
+
+void engine_stats(struct engine *e, struct engine_stats *out)
+{
+	pthread_mutex_lock(&e->mu);
+	*out = e->stats;
+	pthread_mutex_unlock(&e->mu);
+}
+
+/* Identity figures over every workspace; called on the engine thread. */
+static void refresh_stats(struct engine *e)
+{
+	uint64_t ids = 0, profiles = 0, merges = 0;
+
+	for (size_t i = 0; i < e->nws; i++) {
+		struct identity_stats st;
+
+		identity_graph_stats(e->ws[i].g, &st);
+		ids += st.identifiers;
+		profiles += st.profiles;
+		merges += st.merges;
+	}
+	pthread_mutex_lock(&e->mu);
+	e->stats.applied_seq = e->applied;
+	e->stats.checkpoint_seq = e->cp_seq;
+	e->stats.identifiers = ids;
+	e->stats.profiles = profiles;
+	e->stats.merges = merges;
+	pthread_mutex_unlock(&e->mu);
+}
+
+/* ---- the thread ---- */
+
+/* Sleeps up to s seconds, or until stop is asked. */
+static void nap(struct engine *e, double s)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += (time_t)s;
+	ts.tv_nsec += (long)((s - (double)(time_t)s) * 1e9);
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&e->mu);
+	if (!e->stopping)
+		pthread_cond_timedwait(&e->cv, &e->mu, &ts);
+	pthread_mutex_unlock(&e->mu);
+}
+
+static bool stopping(struct engine *e)
+{
+	bool s;
+
+	pthread_mutex_lock(&e->mu);
+	s = e->stopping;
+	pthread_mutex_unlock(&e->mu);
+	return s;
+}
+
+/* Connects, takes the engine lock and loads the state; retries until it works or stop. */
+static int start_up(struct engine *e)
+{
+	double wait = 0.1;
+	int rc;
+
+	for (;;) {
+		rc = store_connect(e->url, &e->store);
+		if (!rc && (rc = store_schema_check(e->store)) == 0 &&
+		    (rc = store_engine_lock(e->store)) == 0 &&
+		    (rc = engine_state_load(e)) == 0 && (rc = engine_config_load(e)) == 0)
+			return 0;
+		log_warn("engine_start_retry", "error=%s retry_s=%.1f", weft_strerror(rc), wait);
+		store_free(e->store);
+		e->store = NULL;
+		if (stopping(e))
+			return rc;
+		nap(e, wait);
+		wait = wait * 2 > RETRY_MAX_S ? RETRY_MAX_S : wait * 2;
+	}
+}
+
+/* After a failure: a new connection (the engine lock comes with it). */
+static int reconnect(struct engine *e)
+{
+	int rc;
+
+	if (e->store && store_ping(e->store) == 0)
+		return 0;
+	store_free(e->store);
+	e->store = NULL;
+	if ((rc = store_connect(e->url, &e->store)) || (rc = store_engine_lock(e->store))) {
+		store_free(e->store);
+		e->store = NULL;
+	}
+	return rc;
+}
+
+static void checkpoint(struct engine *e, bool force)
+{
+	double now = engine_now(), t0;
+	double gap = e->cp_interval;
+	int rc;
+
+	if (CP_COST_FACTOR * e->cp_cost > gap)
+		gap = CP_COST_FACTOR * e->cp_cost;
+	/* A command's change (a block, new rules) is saved at once, not at the next interval. */
+	if (!force && !e->cp_soon && now - e->last_cp < gap)
+		return;
+	if (e->applied == e->cp_seq && !e->cp_soon && !e->clear_all)
+		return;
+	t0 = engine_now();
+	rc = e->store ? engine_state_save(e) : WEFT_EUNAVAIL;
+	e->last_cp = engine_now();
+	if (rc) {
+		log_warn("engine_checkpoint_failed", "error=%s", weft_strerror(rc));
+		pthread_mutex_lock(&e->mu);
+		e->stats.checkpoint_failures++;
+		pthread_mutex_unlock(&e->mu);
+		return;
+	}
+	e->cp_cost = e->last_cp - t0;
+	e->cp_soon = false;
+	pthread_mutex_lock(&e->mu);
+	e->stats.checkpoints++;
+	e->stats.checkpoint_seconds = e->cp_cost;
+	pthread_mutex_unlock(&e->mu);
+}
+
+/* Takes what arrived: the feed's batches (appended to *pending), commands, the head to reach. */
+static struct engine_cmd *take_work(struct engine *e, struct feed_batch **pending,
+				    struct feed_batch **pending_tail, int64_t *target,
+				    bool *stop, double wait_s)
+{
+	struct engine_cmd *cmds;
+
+	pthread_mutex_lock(&e->mu);
+	if (!e->fhead && !e->chead && !e->behind && !e->stopping && wait_s > 0) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += (time_t)wait_s;
+		ts.tv_nsec += (long)((wait_s - (double)(time_t)wait_s) * 1e9);
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&e->cv, &e->mu, &ts);
+	}
+	if (e->fhead) {
+		if (*pending_tail)
+			(*pending_tail)->next = e->fhead;
+		else
+			*pending = e->fhead;
+		*pending_tail = e->ftail;
+		e->fhead = e->ftail = NULL;
+		e->fbytes = 0;
+	}
+	if (e->behind && e->behind_to > *target)
+		*target = e->behind_to;
+	e->behind = false;
+	cmds = e->chead;
+	e->chead = e->ctail = NULL;
+	*stop = e->stopping;
+	pthread_mutex_unlock(&e->mu);
+	return cmds;
+}
+
+static void *engine_main(void *arg)
+{
+	struct engine *e = arg;
+	struct feed_batch *pending = NULL, *pending_tail = NULL;
+	struct engine_cmd *cmds = NULL;
+	int64_t target = 0, head = 0;
+	double wait = 0.1;
+	bool stop = false, failed = false;
+
+	if (start_up(e) == 0 && store_log_head(e->store, &head) == 0)
+		target = head;
+	pthread_mutex_lock(&e->mu);
+	e->stats.loaded = e->store != NULL;
+	pthread_mutex_unlock(&e->mu);
+	while (e->store) {
+		struct engine_cmd *more = take_work(e, &pending, &pending_tail, &target, &stop,
+						    failed ? wait : e->cp_interval / 4);
+		int rc = 0;
+
+		for (struct engine_cmd **p = &cmds; more; more = NULL) {
+			while (*p)
+				p = &(*p)->next;
+			*p = more;
+		}
+		if (failed && (rc = reconnect(e)) == 0)
+			failed = false;
+		while (!rc && pending) {
+			struct feed_batch *b = pending;
+
+			if ((rc = apply_batch(e, b)))
+				break;
+			pending = b->next;
+			if (!pending)
+				pending_tail = NULL;
+			free(b);
+		}
+		if (!rc)
+			rc = engine_catch_up(e, target);
+		while (!rc && cmds) {
+			struct engine_cmd *c = cmds;
+
+			cmds = c->next;
+			c->run(e, c);
+			cmd_finish(c);
+		}
+		pthread_mutex_lock(&e->mu);
+		e->stats.caught_up = !rc && !pending;
+		pthread_mutex_unlock(&e->mu);
+		if (rc) {
+			log_warn("engine_behind", "error=%s applied=%lld retry_s=%.1f",
+				 weft_strerror(rc), (long long)e->applied, wait);
+			failed = true;
+			wait = wait * 2 > RETRY_MAX_S ? RETRY_MAX_S : wait * 2;
+			if (stop)
+				break;
+			continue;
+		}
+		wait = 0.1;
+		checkpoint(e, stop);
+		refresh_stats(e);
+		if (stop)
+			break;
+	}
+	while (pending) {
+		struct feed_batch *b = pending;
+
+		pending = b->next;
+		free(b);
+	}
+	for (struct engine_cmd *c; (c = cmds); cmds = c->next) {
+		c->result = WEFT_ESHUTDOWN;
+		cmd_finish(c);
+	}
+	return NULL;
+}
+
+int engine_start(struct engine *e)
+{
+	int rc = pthread_create(&e->thread, NULL, engine_main, e);
+
+	if (rc) {
+		log_error("engine_thread", "error=%s", strerror(rc));
+		return WEFT_EIO;
+	}
+	e->started = true;
+	return 0;
+}
+
+void engine_stop(struct engine *e)
+{
+	if (!e || !e->started)
+		return;
+	pthread_mutex_lock(&e->mu);
+	e->stopping = true;
+	pthread_cond_signal(&e->cv);
+	pthread_mutex_unlock(&e->mu);
+	pthread_join(e->thread, NULL);
+	e->started = false;
+}
+
+void engine_free(struct engine *e)
+{
+	if (!e)
+		return;
+	engine_stop(e);
+	for (struct feed_batch *b = e->fhead, *next; b; b = next) {
+		next = b->next;
+		free(b);
+	}
+	for (struct engine_cmd *c = e->chead, *next; c; c = next) {
+		next = c->next;
+		c->result = WEFT_ESHUTDOWN;
+		cmd_finish(c);
+	}
+	for (size_t i = 0; i < e->nws; i++)
+		engine_ws_release(&e->ws[i]);
+	free(e->ws);
+	buf_release(&e->hdr);
+	store_free(e->store);
+	pthread_rwlock_destroy(&e->rw);
+	pthread_mutex_destroy(&e->mu);
+	pthread_cond_destroy(&e->cv);
+	free(e->url);
+	free(e);
+}

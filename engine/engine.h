@@ -1,0 +1,148 @@
+/*
+ * The engine: one thread that applies committed events to each
+ * workspace's derived state (the identity graph today) in log order, and
+ * persists that state with its checkpoint (docs/internals.md, "The
+ * engine").
+ *
+ * It is fed by the commit pipeline's sink (engine_sink): the rows of each
+ * commit are copied into a bounded feed and the thread is woken. When the
+ * feed is full, or a commit's rows never reached it, the engine reads the
+ * missing range from the log instead; at start it loads its checkpoint
+ * and replays the log after it the same way. The log is the truth.
+ *
+ * Other threads read the state under a read lock (engine_read_begin) and
+ * change it only through commands run on the engine thread.
+ */
+#ifndef ENGINE_ENGINE_H
+#define ENGINE_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store/store.h"
+
+struct event_base;
+struct engine;
+struct identity_graph;
+struct identity_rules;
+
+struct engine_config {
+	const char *database_url;
+	size_t feed_bytes;		/* the feed's capacity (0: 64 MiB) */
+	int checkpoint_interval_ms;	/* at most this long between checkpoints (0: 10 s) */
+};
+
+struct engine *engine_new(const struct engine_config *cfg);
+/* Starts the thread; it connects, loads and catches up in the background. */
+int engine_start(struct engine *e);
+/* The pipeline's sink (ingest_sink_fn), with the engine as arg. Never blocks for long. */
+void engine_sink(void *arg, const struct store_log_row *rows, size_t n, int64_t last_seq);
+/*
+ * Applies what the feed holds, saves a final checkpoint and stops the
+ * thread. Call after the pipeline has stopped, so nothing acknowledged is
+ * left behind.
+ */
+void engine_stop(struct engine *e);
+void engine_free(struct engine *e);
+
+/* ---- reading the state from another thread ---- */
+
+void engine_read_begin(struct engine *e);
+void engine_read_end(struct engine *e);
+/* The workspace's graph (NULL if it has none yet); only between read_begin and read_end. */
+const struct identity_graph *engine_graph(struct engine *e, int64_t workspace_id);
+
+struct engine_stats {
+	bool loaded;			/* the checkpoint is loaded */
+	bool caught_up;			/* and the log replayed up to what the feed gave */
+	int64_t applied_seq;		/* every event up to here is applied */
+	int64_t checkpoint_seq;
+	uint64_t events_applied;
+	uint64_t log_reads;		/* events read back from the log (catch-up) */
+	uint64_t feed_overflows;
+	uint64_t checkpoints, checkpoint_failures;
+	uint64_t checkpoint_pages;	/* pages written by the last checkpoint */
+	double checkpoint_seconds;	/* how long the last one took */
+	/* Apply lag: from a commit's end to its events being applied. */
+	uint64_t lag_buckets[8];	/* per bucket (engine_lag_bounds, then +Inf) */
+	uint64_t lag_count;
+	double lag_sum;
+	/* Over every workspace. */
+	uint64_t identifiers, profiles, merges;
+};
+
+extern const double engine_lag_bounds[7];
+
+void engine_stats(struct engine *e, struct engine_stats *out);
+
+/* ---- commands ---- */
+
+/*
+ * A command runs on the engine thread (between events, with the engine's
+ * own database connection) and is then handed back to base's thread,
+ * where done() is called. run() takes the write lock itself around any
+ * change (engine_write_begin/end) so readers wait only for that part.
+ */
+struct engine_cmd {
+	void (*run)(struct engine *e, struct engine_cmd *c);
+	void (*done)(struct engine_cmd *c);
+	int result;		/* WEFT_ESHUTDOWN if the engine stopped before running it */
+	struct event_base *base;
+	struct engine_cmd *next;	/* the engine's link */
+};
+
+/*
+ * Queues c; done() is called on base later, once: after run(), or without
+ * it (result WEFT_ESHUTDOWN) if the engine stops first.
+ */
+void engine_submit(struct engine *e, struct engine_cmd *c, struct event_base *base);
+
+/* For run(): the engine's connection (NULL while it has none), and the write lock. */
+struct store *engine_store(struct engine *e);
+void engine_write_begin(struct engine *e);
+void engine_write_end(struct engine *e);
+/* For run(): the workspace's graph, created empty if it has none. */
+struct identity_graph *engine_graph_mut(struct engine *e, int64_t workspace_id);
+/* For run(): every event up to here is applied. */
+int64_t engine_applied_seq(struct engine *e);
+/* For run(): asks for a checkpoint as soon as the command is done. */
+void engine_checkpoint_soon(struct engine *e);
+
+/* ---- rules as JSON (rules.c) ---- */
+
+/*
+ * Parses a workspace's identity rules document (docs/identity.md):
+ *   {"types": {"<type>": {"priority": 1, "limit": 1, "window_days": 0}, ...},
+ *    "max_merges": 100, "max_identifiers": 1000}
+ * into rules on top of the defaults. Returns 0, or WEFT_EINVAL with a
+ * message naming the member at fault in err.
+ */
+int engine_rules_parse(const char *json, size_t len, struct identity_rules **out,
+		       char *err, size_t errlen);
+/* The graph's rules as that document, every known type listed (malloc'd). */
+char *engine_rules_format(const struct identity_graph *g);
+
+/* ---- rebuild (rebuild.c) ---- */
+
+/*
+ * Recomputes the state of one workspace (NULL: every workspace) from the
+ * log alone, under the current rules, and saves it. Refuses with
+ * WEFT_ECONFLICT while a server's engine holds the state. progress, if
+ * not NULL, is called now and then with events applied and the total.
+ */
+int engine_rebuild(const char *database_url, const char *workspace,
+		   void (*progress)(void *arg, int64_t done, int64_t total), void *arg,
+		   char *err, size_t errlen);
+
+struct identity_stats;
+/*
+ * Loads the saved state and calls fn for every workspace with its graph's
+ * digest and figures; *checkpoint_seq gets the checkpoint.
+ */
+int engine_saved_digests(const char *database_url,
+			 void (*fn)(void *arg, int64_t workspace_id, const uint8_t digest[16],
+				    const struct identity_stats *st),
+			 void *arg, int64_t *checkpoint_seq, char *err, size_t errlen);
+
+#endif

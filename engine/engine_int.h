@@ -1,0 +1,93 @@
+/*
+ * Engine internals shared by the files of engine/ and nothing else.
+ */
+#ifndef ENGINE_ENGINE_INT_H
+#define ENGINE_ENGINE_INT_H
+
+#include <pthread.h>
+
+#include "engine/engine.h"
+#include "identity/identity.h"
+#include "lib/buf.h"
+
+/*
+ * The format of the persisted state: the identity snapshot's version and
+ * the way the engine lays sections out. A checkpoint of another format is
+ * not loaded; the engine rebuilds from the log instead.
+ */
+#define ENGINE_FORMAT (100 * IDENTITY_SNAPSHOT_VERSION + 1)
+#define ENGINE_SECTIONS IDENTITY_SECTIONS
+
+/* What was last saved of one section: a hash per page, to write only the changed ones. */
+struct page_hashes {
+	uint64_t *hash;
+	uint32_t n, cap;
+};
+
+struct engine_ws {
+	int64_t id;
+	struct identity_graph *g;
+	int64_t applied;	/* the last event applied to it (catch-up skips up to here) */
+	struct page_hashes saved[ENGINE_SECTIONS];
+};
+
+/* One commit's rows as the sink copied them: [u32 length][tuple] each. */
+struct feed_batch {
+	struct feed_batch *next;
+	double committed;	/* monotonic seconds */
+	int64_t last_seq;
+	size_t n, bytes;
+	char data[];
+};
+
+struct engine {
+	char *url;
+	size_t feed_cap;
+	double cp_interval;
+
+	pthread_t thread;
+	bool started;
+	pthread_rwlock_t rw;		/* readers of the state; the engine writes under it */
+
+	pthread_mutex_t mu;		/* guards the feed, commands, stats and flags below */
+	pthread_cond_t cv;
+	struct feed_batch *fhead, *ftail;
+	size_t fbytes;
+	bool behind;			/* the feed dropped rows */
+	int64_t behind_to;		/* the log head the sink last saw */
+	bool stopping;
+	struct engine_cmd *chead, *ctail;
+	struct engine_stats stats;
+
+	/* Owned by the engine thread (ws[] changes under the write lock too). */
+	struct store *store;
+	int64_t applied;		/* every event up to here is applied */
+	int64_t cp_seq;			/* the saved checkpoint */
+	bool cp_soon;			/* a command changed the state */
+	bool clear_all;			/* the saved state is of another format: replace it */
+	double last_cp, cp_cost;
+	struct engine_ws *ws;		/* sorted by id */
+	size_t nws, ws_cap;
+	struct buf hdr;			/* scratch for a snapshot header */
+};
+
+double engine_now(void);
+/* The workspace, created (with an empty graph) if create; NULL otherwise when absent. */
+struct engine_ws *engine_ws_find(struct engine *e, int64_t id, bool create);
+
+/* Applies one stored event (a binary COPY tuple of the log). Never fails the caller: a
+ * malformed row is logged and skipped. */
+void engine_apply_tuple(struct engine *e, const char *tuple, size_t len);
+/* Reads and applies the log's events after e->applied up to target, for every workspace. */
+int engine_catch_up(struct engine *e, int64_t target);
+
+/* state.c */
+/* Loads the checkpoint and the saved state into e (empty when there is none). */
+int engine_state_load(struct engine *e);
+/* Saves every workspace's changed pages with the checkpoint e->applied. */
+int engine_state_save(struct engine *e);
+/* Loads the workspaces' rules and blocked lists and applies them (splitting if needed). */
+int engine_config_load(struct engine *e);
+void engine_ws_release(struct engine_ws *w);
+
+#endif

@@ -1,0 +1,309 @@
+/*
+ * The engine's state in PostgreSQL: each workspace's snapshot sections cut
+ * into pages (store/engine.c), saved with the checkpoint in one
+ * transaction. A page is written only when its bytes changed since the
+ * last save (an XXH3 hash per page is kept), so a checkpoint costs what
+ * changed, and nothing has to track writes. Loading reassembles the
+ * sections and restores each graph bit for bit.
+ */
+#include "engine/engine_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+#include "lib/alloc.h"
+#include "lib/err.h"
+#include "lib/log.h"
+
+/* ---- saving ---- */
+
+struct save {
+	struct buf data;		/* the changed pages' bytes */
+	struct store_page *pages;
+	size_t npages, pages_cap;
+	struct store_section_size *sizes;
+	size_t nsizes, sizes_cap;
+	/* The hashes to keep if the save succeeds, per workspace and section. */
+	struct page_hashes *next;
+	int64_t *clear;
+	size_t nclear;
+};
+
+static uint64_t page_hash(const void *p, size_t len)
+{
+	return XXH3_64bits(p, len) ^ len;
+}
+
+static void add_page(struct save *s, int64_t ws, int32_t section, int32_t page,
+		     const void *p, size_t len)
+{
+	if (s->npages == s->pages_cap) {
+		s->pages_cap = s->pages_cap ? 2 * s->pages_cap : 256;
+		s->pages = xrealloc(s->pages, xmul(s->pages_cap, sizeof(*s->pages)));
+	}
+	/* data points at an offset until the buffer stops moving. */
+	s->pages[s->npages++] = (struct store_page){
+		.workspace_id = ws, .section = section, .page = page,
+		.data = (const void *)(uintptr_t)s->data.len, .len = len,
+	};
+	buf_add(&s->data, p, len);
+}
+
+static void add_size(struct save *s, int64_t ws, int32_t section, int32_t pages)
+{
+	if (s->nsizes == s->sizes_cap) {
+		s->sizes_cap = s->sizes_cap ? 2 * s->sizes_cap : 64;
+		s->sizes = xrealloc(s->sizes, xmul(s->sizes_cap, sizeof(*s->sizes)));
+	}
+	s->sizes[s->nsizes++] = (struct store_section_size){ ws, section, pages };
+}
+
+/* Collects a section's changed pages; *next gets its new hashes. */
+static void diff_section(struct save *s, int64_t ws, int32_t section,
+			 const struct identity_section *sec, const struct page_hashes *old,
+			 struct page_hashes *next)
+{
+	size_t npages = (sec->bytes + STORE_PAGE_BYTES - 1) / STORE_PAGE_BYTES;
+
+	next->n = next->cap = (uint32_t)npages;
+	next->hash = npages ? xmalloc(xmul(npages, sizeof(*next->hash))) : NULL;
+	for (size_t p = 0; p < npages; p++) {
+		const char *at = (const char *)sec->data + p * STORE_PAGE_BYTES;
+		size_t len = sec->bytes - p * STORE_PAGE_BYTES;
+
+		if (len > STORE_PAGE_BYTES)
+			len = STORE_PAGE_BYTES;
+		next->hash[p] = page_hash(at, len);
+		if (p >= old->n || old->hash[p] != next->hash[p])
+			add_page(s, ws, section, (int32_t)p, at, len);
+	}
+	if (npages != old->n)
+		add_size(s, ws, section, (int32_t)npages);
+}
+
+static void save_release(struct save *s, size_t nnext)
+{
+	buf_release(&s->data);
+	free(s->pages);
+	free(s->sizes);
+	for (size_t i = 0; i < nnext; i++)
+		free(s->next[i].hash);
+	free(s->next);
+	free(s->clear);
+}
+
+int engine_state_save(struct engine *e)
+{
+	struct save s = { .data = BUF_INIT };
+	size_t nnext = e->nws * ENGINE_SECTIONS;
+	int rc;
+
+	s.next = xcalloc(nnext ? nnext : 1, sizeof(*s.next));
+	if (e->clear_all && (rc = store_workspace_ids(e->store, &s.clear, &s.nclear))) {
+		save_release(&s, nnext);
+		return rc;
+	}
+	for (size_t i = 0; i < e->nws; i++) {
+		struct engine_ws *w = &e->ws[i];
+		struct identity_section secs[IDENTITY_SECTIONS];
+		struct page_hashes none = { 0 };
+
+		identity_graph_sections(w->g, &e->hdr, secs);
+		for (int k = 0; k < ENGINE_SECTIONS; k++)
+			diff_section(&s, w->id, k, &secs[k], e->clear_all ? &none : &w->saved[k],
+				     &s.next[i * ENGINE_SECTIONS + k]);
+	}
+	for (size_t i = 0; i < s.npages; i++)
+		s.pages[i].data = s.data.data + (uintptr_t)s.pages[i].data;
+	rc = store_engine_save(e->store, s.clear, s.nclear, s.pages, s.npages, s.sizes,
+			       s.nsizes, e->applied, ENGINE_FORMAT);
+	if (!rc) {
+		for (size_t i = 0; i < e->nws; i++)
+			for (int k = 0; k < ENGINE_SECTIONS; k++) {
+				struct page_hashes *h = &e->ws[i].saved[k];
+
+				free(h->hash);
+				*h = s.next[i * ENGINE_SECTIONS + k];
+				s.next[i * ENGINE_SECTIONS + k].hash = NULL;
+			}
+		log_info("engine_checkpoint", "seq=%lld pages=%zu bytes=%zu",
+			 (long long)e->applied, s.npages, s.data.len);
+		e->cp_seq = e->applied;
+		e->clear_all = false;
+		pthread_mutex_lock(&e->mu);
+		e->stats.checkpoint_pages = s.npages;
+		pthread_mutex_unlock(&e->mu);
+	}
+	save_release(&s, nnext);
+	return rc;
+}
+
+/* ---- loading ---- */
+
+struct load {
+	struct engine *e;
+	int64_t ws;			/* the workspace being assembled, 0 none */
+	struct buf secs[ENGINE_SECTIONS];
+	struct page_hashes hashes[ENGINE_SECTIONS];
+	bool bad;
+};
+
+static void load_reset(struct load *l)
+{
+	for (int k = 0; k < ENGINE_SECTIONS; k++) {
+		buf_reset(&l->secs[k]);
+		free(l->hashes[k].hash);
+		memset(&l->hashes[k], 0, sizeof(l->hashes[k]));
+	}
+	l->bad = false;
+}
+
+/* Restores the assembled workspace. */
+static int load_finish(struct load *l)
+{
+	struct identity_section in[IDENTITY_SECTIONS];
+	struct identity_graph *g = NULL;
+	struct engine_ws *w;
+
+	if (!l->ws)
+		return 0;
+	for (int k = 0; k < ENGINE_SECTIONS; k++)
+		in[k] = (struct identity_section){ l->secs[k].data, l->secs[k].len };
+	if (l->bad || identity_graph_restore(in, &g)) {
+		log_error("engine_state_unreadable", "workspace=%lld", (long long)l->ws);
+		load_reset(l);
+		return WEFT_EINVAL;
+	}
+	w = engine_ws_find(l->e, l->ws, true);
+	identity_graph_free(w->g);
+	w->g = g;
+	for (int k = 0; k < ENGINE_SECTIONS; k++) {
+		w->saved[k] = l->hashes[k];
+		memset(&l->hashes[k], 0, sizeof(l->hashes[k]));
+	}
+	load_reset(l);
+	l->ws = 0;
+	return 0;
+}
+
+static int load_page(void *arg, const struct store_page *p)
+{
+	struct load *l = arg;
+	struct page_hashes *h;
+	int rc;
+
+	if (p->workspace_id != l->ws && (rc = load_finish(l)))
+		return rc;
+	l->ws = p->workspace_id;
+	if (p->section < 0 || p->section >= ENGINE_SECTIONS) {
+		l->bad = true;
+		return 0;
+	}
+	h = &l->hashes[p->section];
+	/* Pages arrive in order; a gap, or a short page before the last, is damage. */
+	if ((uint32_t)p->page != h->n ||
+	    l->secs[p->section].len != (size_t)p->page * STORE_PAGE_BYTES) {
+		l->bad = true;
+		return 0;
+	}
+	buf_add(&l->secs[p->section], p->data, p->len);
+	if (h->n == h->cap) {
+		h->cap = h->cap ? 2 * h->cap : 16;
+		h->hash = xrealloc(h->hash, xmul(h->cap, sizeof(*h->hash)));
+	}
+	h->hash[h->n++] = page_hash(p->data, p->len);
+	return 0;
+}
+
+int engine_state_load(struct engine *e)
+{
+	struct load l = { .e = e };
+	int64_t seq;
+	int32_t format;
+	int rc;
+
+	for (int k = 0; k < ENGINE_SECTIONS; k++)
+		l.secs[k] = (struct buf)BUF_INIT;
+	if ((rc = store_engine_checkpoint(e->store, &seq, &format)))
+		return rc;
+	for (size_t i = 0; i < e->nws; i++)
+		engine_ws_release(&e->ws[i]);
+	e->nws = 0;
+	e->applied = e->cp_seq = 0;
+	if (seq > 0 && format != ENGINE_FORMAT) {
+		log_warn("engine_state_rebuild", "reason=format saved=%d current=%d",
+			 (int)format, ENGINE_FORMAT);
+		e->clear_all = true;
+		return 0;
+	}
+	rc = store_engine_load(e->store, 0, load_page, &l);
+	if (!rc)
+		rc = load_finish(&l);
+	load_reset(&l);
+	for (int k = 0; k < ENGINE_SECTIONS; k++)
+		buf_release(&l.secs[k]);
+	if (rc == WEFT_EINVAL) {
+		/* Damaged state: start from nothing and replay the whole log. */
+		for (size_t i = 0; i < e->nws; i++)
+			engine_ws_release(&e->ws[i]);
+		e->nws = 0;
+		e->clear_all = true;
+		return 0;
+	}
+	if (rc)
+		return rc;
+	e->applied = e->cp_seq = seq;
+	log_info("engine_state_loaded", "seq=%lld workspaces=%zu", (long long)seq, e->nws);
+	return 0;
+}
+
+/* ---- rules and blocked identifiers ---- */
+
+static int load_blocked(void *arg, int64_t ws, const char *type, const uint8_t key[16])
+{
+	struct engine *e = arg;
+	struct identity_graph *g = engine_ws_find(e, ws, true)->g;
+	struct identity_split split;
+	int t;
+
+	pthread_rwlock_wrlock(&e->rw);
+	t = identity_graph_type(g, type);
+	if (t >= 0)
+		identity_graph_block(g, (uint16_t)t, key, e->applied, &split);
+	pthread_rwlock_unlock(&e->rw);
+	if (t >= 0 && split.profile_id) {
+		log_info("engine_split", "workspace=%lld profile=%llu parts=%u", (long long)ws,
+			 (unsigned long long)split.profile_id, split.parts);
+		e->cp_soon = true;
+	}
+	return 0;
+}
+
+int engine_config_load(struct engine *e)
+{
+	struct store_rules_row *rows;
+	size_t n;
+	int rc;
+
+	if ((rc = store_identity_rules_load(e->store, &rows, &n)))
+		return rc;
+	for (size_t i = 0; i < n; i++) {
+		struct identity_rules *r;
+		char err[256];
+
+		if (engine_rules_parse(rows[i].json, strlen(rows[i].json), &r, err, sizeof(err))) {
+			log_error("engine_rules_invalid", "workspace=%lld error=\"%s\"",
+				  (long long)rows[i].workspace_id, err);
+			continue;
+		}
+		struct identity_graph *g = engine_ws_find(e, rows[i].workspace_id, true)->g;
+
+		pthread_rwlock_wrlock(&e->rw);
+		identity_graph_set_rules(g, r);
+		pthread_rwlock_unlock(&e->rw);
+		identity_rules_free(r);
+	}
+	store_rules_rows_free(rows, n);
+	return store_identity_blocked_load(e->store, load_blocked, e);
+}
