@@ -760,6 +760,8 @@ static void new_link(struct identity_graph *g, uint32_t a, uint32_t b, int64_t s
 			g->far_cap = g->far_cap ? 2 * g->far_cap : 16;
 			g->far = xrealloc(g->far, xmul(g->far_cap, sizeof(*g->far)));
 		}
+		/* Whole, padding included: snapshots compare bytes. */
+		memset(&g->far[g->nfar], 0, sizeof(g->far[g->nfar]));
 		g->far[g->nfar].link = x;
 		g->far[g->nfar++].seq = seq;
 	}

@@ -423,7 +423,7 @@ void identity_graph_caps(const struct identity_graph *g, uint32_t *max_merges,
 #include "lib/buf.h"
 
 #define IDENTITY_SECTIONS 13
-#define IDENTITY_SNAPSHOT_VERSION 1
+#define IDENTITY_SNAPSHOT_VERSION 2
 
 struct identity_section {
 	const void *data;

@@ -111,7 +111,13 @@ static bool node_live(const struct comp *c, uint32_t x)
 	return comp_has(c, x) && !c->dead[comp_index(c, x)];
 }
 
-/* The links between the component's remaining identifiers, in log order. */
+/* Blocked: now, in this split, or by an earlier one (which left it in no profile). */
+static bool node_dead(const struct identity_graph *g, const struct comp *c, uint32_t x)
+{
+	return comp_has(c, x) ? c->dead[comp_index(c, x)] : g->nodes[x].up == ROOT_FLAG;
+}
+
+/* The links of the component's remaining identifiers (to each other or to a blocked one), in log order. */
 static struct plink *comp_links(struct identity_graph *g, const struct comp *c, size_t *n)
 {
 	struct identity_links_iter it;
@@ -125,7 +131,13 @@ static struct plink *comp_links(struct identity_graph *g, const struct comp *c, 
 	for (; identity_links_iter_next(&it, &l); x++) {
 		uint32_t a = g->links[x].a & TAGGED_MASK, b = g->links[x].b & TAGGED_MASK;
 
-		if (!node_live(c, a) || !node_live(c, b))
+		/*
+		 * A link to the blocked identifier still says which others were on
+		 * the same event (they share its first seq): keep it, and let the
+		 * replay leave the blocked end out.
+		 */
+		if (!(node_live(c, a) && (node_live(c, b) || node_dead(g, c, b))) &&
+		    !(node_live(c, b) && node_dead(g, c, a)))
 			continue;
 		if (*n == cap) {
 			cap = cap ? 2 * cap : 64;
@@ -152,8 +164,8 @@ static void add_ident(const struct identity_graph *g, struct identity_ident *ids
 }
 
 /* Replays the links as events into a scratch graph; returns it. */
-static struct identity_graph *replay(struct identity_graph *g, const struct plink *links,
-				     size_t nlinks)
+static struct identity_graph *replay(struct identity_graph *g, const struct comp *c,
+				     const struct plink *links, size_t nlinks)
 {
 	struct identity_graph *t = identity_graph_new(&g->rules);
 	struct identity_ident ids[IDENTITY_EVENT_IDS_MAX];
@@ -165,12 +177,15 @@ static struct identity_graph *replay(struct identity_graph *g, const struct plin
 		uint64_t pid;
 
 		for (; i < nlinks && links[i].seq == ev.seq && n + 2 <= IDENTITY_EVENT_IDS_MAX; i++) {
-			add_ident(g, ids, &n, links[i].a);
-			add_ident(g, ids, &n, links[i].b);
-			if (g->nodes[links[i].a].seen > day)
-				day = g->nodes[links[i].a].seen;
-			if (g->nodes[links[i].b].seen > day)
-				day = g->nodes[links[i].b].seen;
+			uint32_t ends[2] = { links[i].a, links[i].b };
+
+			for (int k = 0; k < 2; k++) {
+				if (!node_live(c, ends[k]))
+					continue;
+				add_ident(g, ids, &n, ends[k]);
+				if (g->nodes[ends[k]].seen > day)
+					day = g->nodes[ends[k]].seen;
+			}
 		}
 		ev.n = n;
 		ev.ts_us = (int64_t)day * 86400 * 1000000;
@@ -281,36 +296,48 @@ static void collect_profiles(const struct identity_graph *g, struct split_state 
 	}
 }
 
-/* Gives profile q's part q's id, unless its first node is dead or the part has an id. */
-static void claim_part(const struct identity_graph *g, struct split_state *s, uint32_t q)
+/* The newest record filed under profile q, 0 if none. */
+static uint32_t newest_record(const struct identity_graph *g, uint32_t q)
 {
-	struct comp *c = &s->c;
-	uint32_t x = g->profiles[q].node;
-	size_t at = comp_index(c, x);
+	uint32_t h = hist_index(g, q);
 
-	if (c->dead[at] || s->part_id[c->part[at]])
-		return;
-	s->part_id[c->part[at]] = q;
-	s->part_root[c->part[at]] = x;
+	return h ? g->hists[h].expl : 0;
 }
 
 /*
  * Gives each part its id: the oldest original profile whose first node it
- * holds, else new. The profile being split (pid) claims first: a profile
- * an earlier split refiled (its first identifier was blocked) points at
- * the first node of the part it went to, which is now pid's or one merged
- * into it, and being older it would otherwise take that part's id.
+ * holds, else new. A profile an earlier split refiled (its first
+ * identifier was blocked) points at the first node of the part it went
+ * to, which it shares with the profile that part is named after, and it
+ * must not take the part's id even if it is older. Of the profiles sharing
+ * a node, the part's own is the one with the newest record: that split
+ * filed one under it, and a refiled profile never gets another.
  */
-static void assign_ids(struct identity_graph *g, struct split_state *s, uint32_t pid)
+static void assign_ids(struct identity_graph *g, struct split_state *s)
 {
 	struct comp *c = &s->c;
+	uint32_t *owner = xcalloc(c->n, sizeof(*owner));	/* per node: whose first it is */
 
 	s->part_id = xcalloc(s->nparts + 1, sizeof(*s->part_id));
 	s->part_root = xcalloc(s->nparts + 1, sizeof(*s->part_root));
 	s->part_size = xcalloc(s->nparts + 1, sizeof(*s->part_size));
-	claim_part(g, s, pid);
-	for (size_t i = 0; i < s->norig; i++)
-		claim_part(g, s, s->orig[i]);
+	for (size_t i = 0; i < s->norig; i++) {
+		uint32_t q = s->orig[i];
+		size_t at = comp_index(c, g->profiles[q].node);
+
+		if (!owner[at] || newest_record(g, q) > newest_record(g, owner[at]))
+			owner[at] = q;
+	}
+	for (size_t i = 0; i < s->norig; i++) {
+		uint32_t q = s->orig[i], x = g->profiles[q].node;
+		size_t at = comp_index(c, x);
+
+		if (c->dead[at] || owner[at] != q || s->part_id[c->part[at]])
+			continue;
+		s->part_id[c->part[at]] = q;
+		s->part_root[c->part[at]] = x;
+	}
+	free(owner);
 	for (size_t i = 0; i < c->n; i++) {
 		uint32_t p = c->part[i];
 
@@ -432,11 +459,11 @@ static void split(struct identity_graph *g, uint32_t pid, uint16_t type, const u
 	comp_collect(g, find_root(g, g->profiles[pid].node), &s.c);
 	collect_profiles(g, &s);
 	links = comp_links(g, &s.c, &nlinks);
-	t = replay(g, links, nlinks);
+	t = replay(g, &s.c, links, nlinks);
 	s.nparts = number_parts(g, t, &s.c);
 	identity_graph_free(t);
 	free(links);
-	assign_ids(g, &s, pid);
+	assign_ids(g, &s);
 	rewrite(g, &s);
 	for (uint32_t p = 0; p < s.nparts; p++)
 		if (oldest == UINT32_MAX || s.part_id[p] < s.part_id[oldest])

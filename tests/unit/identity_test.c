@@ -5,7 +5,11 @@
  * models: with no limits the graph's profiles are exactly the connected
  * components a naive union-find in this file computes, and the same events
  * in the same order give the same graph (digest), while reordering
- * independent events gives the same components.
+ * independent events gives the same components. Then retroactive unmerge
+ * (identity_graph_block), checked the same way: the parts of a split are
+ * the components of the links that remain, and profile ids follow their
+ * first identifiers; new rules on a live graph; and snapshots, which must
+ * give back the same graph, byte for byte, that goes on evolving the same.
  *
  * Keys are XXH3-128 of "type NUL value", standing in for privacy/'s keyed
  * hashes (uniform 128-bit values either way).
@@ -23,6 +27,7 @@
 #include <xxhash.h>
 
 #include "identity/identity.h"
+#include "lib/buf.h"
 #include "lib/err.h"
 
 /* ---- helpers ---- */
@@ -1509,6 +1514,1209 @@ static void test_identity__identifiers_are_typed_and_remember_their_last_day(voi
 	identity_graph_free(g);
 }
 
+/* ---- retroactive unmerge ---- */
+
+static int block(struct identity_graph *g, const char *type, const char *value, int64_t seq,
+		 struct identity_split *out)
+{
+	uint8_t key[IDENTITY_KEY_BYTES];
+
+	key_of(type, value, key);
+	return identity_graph_block(g, type_of(g, type), key, seq, out);
+}
+
+/* How many of pid's explanations are of kind; the first of them into out (if any). */
+static size_t find_expl(struct identity_graph *g, uint64_t pid, enum identity_expl_kind kind,
+			struct identity_explanation *out)
+{
+	struct identity_expl_iter it;
+	struct identity_explanation ex;
+	size_t n = 0;
+
+	identity_expl_iter_init(&it, g, pid);
+	while (identity_expl_iter_next(&it, &ex))
+		if (ex.kind == kind && n++ == 0)
+			*out = ex;
+	identity_expl_iter_release(&it);
+	return n;
+}
+
+/* How many identifiers of type the profile pid resolves to holds. */
+static size_t count_type(struct identity_graph *g, uint64_t pid, const char *type)
+{
+	struct identity_ids_iter it;
+	struct identity_ident_info info;
+	uint16_t t = type_of(g, type);
+	size_t n = 0;
+
+	identity_ids_iter_init(&it, g, pid);
+	while (identity_ids_iter_next(&it, &info))
+		n += info.type == t;
+	return n;
+}
+
+#define VISITORS 1000
+
+/*
+ * The issue: a thousand visitors, each with their own anonymous id, all
+ * type one email (a shared inbox, a test account, "a@a.com") and become one
+ * profile. Blocking the email must give each visitor its profile back.
+ */
+static void test_identity__blocking_a_shared_email_splits_visitors_back_apart(void **state)
+{
+	struct identity_rules *r = identity_rules_new();
+	struct identity_graph *g;
+	struct identity_split sp;
+	struct identity_stats st;
+	struct identity_explanation ex;
+	int64_t seq = 1;
+	char v[32];
+
+	(void)state;
+	assert_int_equal(identity_rules_set_limit(r, "anonymous_id", 0, 0), 0);
+	assert_int_equal(identity_rules_set_caps(r, 10 * VISITORS, 10 * VISITORS), 0);
+	g = identity_graph_new(r);
+	identity_rules_free(r);
+	/* Each visitor browses anonymously first: profiles 1..1000, in order. */
+	for (int i = 0; i < VISITORS; i++) {
+		snprintf(v, sizeof(v), "visitor-%d", i);
+		assert_int_equal(EV_AT(g, seq++, i / 10, { "anonymous_id", v, 0 }), i + 1);
+		assert_int_equal(EV_AT(g, seq++, i / 10, { "anonymous_id", v, 0 }), i + 1);
+	}
+	/* Then each identifies with the same email, and browses on. */
+	for (int i = 0; i < VISITORS; i++) {
+		snprintf(v, sizeof(v), "visitor-%d", i);
+		assert_int_equal(EV_AT(g, seq++, 100 + i / 10, { "anonymous_id", v, 0 },
+				       { "email", "shared@x", 0 }), 1);
+		assert_int_equal(EV_AT(g, seq++, 100 + i / 10, { "anonymous_id", v, 0 }), 1);
+	}
+	identity_graph_stats(g, &st);
+	assert_int_equal(st.profiles, 1);
+	assert_int_equal(st.merges, VISITORS - 1);
+	assert_int_equal(count_ids(g, 1), VISITORS + 1);
+	assert_int_equal(find_expl(g, 1, IDENTITY_EXPL_MERGE, &ex), VISITORS - 1);
+
+	assert_int_equal(block(g, "email", "shared@x", seq, &sp), 0);
+	assert_int_equal(sp.profile_id, 1);
+	assert_int_equal(sp.parts, VISITORS);
+	assert_int_equal(sp.created, 0);
+	assert_int_equal(look(g, "email", "shared@x"), 0);
+	identity_graph_stats(g, &st);
+	assert_int_equal(st.profiles, VISITORS);
+	assert_int_equal(st.profiles_created, VISITORS);
+	assert_int_equal(st.merges, 0);
+	for (int i = 0; i < VISITORS; i++) {
+		uint64_t p = (uint64_t)i + 1;
+
+		snprintf(v, sizeof(v), "visitor-%d", i);
+		/* Its own profile again, under the id it had before the merges. */
+		assert_int_equal(look(g, "anonymous_id", v), p);
+		assert_int_equal(identity_graph_resolve(g, p), p);
+		assert_int_equal(count_ids(g, p), 1);
+		assert_true(has_id(g, p, "anonymous_id", v));
+		/* And why: the email was blocked and the old profile 1 split. */
+		assert_int_equal(find_expl(g, p, IDENTITY_EXPL_SPLIT, &ex), 1);
+		assert_int_equal(ex.reason, IDENTITY_REASON_BLOCKED_KEY);
+		assert_int_equal(ex.profile_id, p);
+		assert_int_equal(ex.other_id, 1);
+		assert_int_equal(ex.type, IDENTITY_TYPE_EMAIL);
+		assert_key(ex.key, "email", "shared@x");
+		assert_int_equal(ex.seq, seq);
+	}
+	/* The old survivor keeps its merge history (the other parts do not). */
+	assert_int_equal(find_expl(g, 1, IDENTITY_EXPL_MERGE, &ex), VISITORS - 1);
+	assert_int_equal(find_expl(g, 2, IDENTITY_EXPL_MERGE, &ex), 0);
+	/* The email on later events is ignored: nothing merges again. */
+	seq++;
+	assert_int_equal(EV(g, seq++, { "anonymous_id", "visitor-7", 0 },
+			    { "email", "shared@x", 0 }), 8);
+	assert_int_equal(EV(g, seq++, { "anonymous_id", "visitor-9", 0 },
+			    { "email", "shared@x", 0 }), 10);
+	identity_graph_stats(g, &st);
+	assert_int_equal(st.profiles, VISITORS);
+	assert_int_equal(st.merges, 0);
+	identity_graph_free(g);
+}
+
+/*
+ * Person A {user a, anon a1, anon a2}, person B {user b, anon b1}, joined
+ * by one email; c1 was only ever seen with the email, so it never had a
+ * profile of its own.
+ */
+static struct identity_graph *two_people_one_email(uint32_t anon_limit)
+{
+	struct identity_rules *r = identity_rules_new();
+	struct identity_graph *g;
+
+	/* Two user ids in one profile: otherwise the email could not join them. */
+	assert_int_equal(identity_rules_set_limit(r, "user_id", 0, 0), 0);
+	assert_int_equal(identity_rules_set_limit(r, "anonymous_id", anon_limit, 0), 0);
+	g = identity_graph_new(r);
+	identity_rules_free(r);
+	assert_int_equal(EV(g, 1, { "user_id", "a", 0 }, { "anonymous_id", "a1", 0 }), 1);
+	assert_int_equal(EV(g, 2, { "anonymous_id", "a2", 0 }), 2);
+	assert_int_equal(EV(g, 3, { "user_id", "a", 0 }, { "anonymous_id", "a2", 0 }), 1);
+	assert_int_equal(EV(g, 4, { "anonymous_id", "b1", 0 }), 3);
+	assert_int_equal(EV(g, 5, { "anonymous_id", "b1", 0 }, { "user_id", "b", 0 }), 3);
+	assert_int_equal(EV(g, 6, { "user_id", "a", 0 }, { "email", "shared@x", 0 }), 1);
+	assert_int_equal(EV(g, 7, { "email", "shared@x", 0 }, { "user_id", "b", 0 }), 1);
+	assert_int_equal(EV(g, 8, { "email", "shared@x", 0 }, { "anonymous_id", "c1", 0 }), 1);
+	/* With a limit on anonymous ids, c1 was one too many. */
+	assert_int_equal(count_ids(g, 3), anon_limit ? 6 : 7);
+	return g;
+}
+
+static void test_identity__split_keeps_identifiers_linked_without_the_blocked_one(void **state)
+{
+	struct identity_graph *g = two_people_one_email(0);
+	struct identity_rules *r;
+	struct identity_split sp;
+	struct identity_stats st;
+
+	(void)state;
+	assert_int_equal(block(g, "email", "shared@x", 9, &sp), 0);
+	assert_int_equal(sp.profile_id, 1);
+	assert_int_equal(sp.parts, 3);
+	assert_int_equal(sp.created, 1);
+	/* A keeps 1 (the oldest), B keeps 3, the anonymous id 2 merged into stays in A. */
+	assert_int_equal(look(g, "user_id", "a"), 1);
+	assert_int_equal(look(g, "anonymous_id", "a1"), 1);
+	assert_int_equal(look(g, "anonymous_id", "a2"), 1);
+	assert_int_equal(identity_graph_resolve(g, 2), 1);
+	assert_int_equal(look(g, "user_id", "b"), 3);
+	assert_int_equal(look(g, "anonymous_id", "b1"), 3);
+	assert_int_equal(identity_graph_resolve(g, 3), 3);
+	/* c1 gets a new profile. */
+	assert_int_equal(look(g, "anonymous_id", "c1"), 4);
+	assert_int_equal(count_ids(g, 1), 3);
+	assert_int_equal(count_ids(g, 3), 2);
+	assert_int_equal(count_ids(g, 4), 1);
+	assert_int_equal(count_type(g, 1, "user_id"), 1);
+	assert_int_equal(count_type(g, 1, "anonymous_id"), 2);
+	assert_int_equal(count_type(g, 3, "user_id"), 1);
+	assert_int_equal(count_type(g, 3, "anonymous_id"), 1);
+	identity_graph_stats(g, &st);
+	assert_int_equal(st.profiles, 3);
+	assert_int_equal(st.profiles_created, 4);
+	assert_int_equal(st.merges, 1);
+
+	/*
+	 * The per-type counts behind the limits were rebuilt too: with one
+	 * user id per profile, a second user id is dropped and A and B can
+	 * no longer merge, while the new profile takes its first.
+	 */
+	r = identity_rules_new();
+	assert_int_equal(identity_rules_set_limit(r, "anonymous_id", 0, 0), 0);
+	assert_int_equal(identity_graph_set_rules(g, r), 0);
+	identity_rules_free(r);
+	assert_int_equal(EV(g, 10, { "user_id", "a", 0 }, { "user_id", "z", 0 }), 1);
+	assert_int_equal(look(g, "user_id", "z"), 0);
+	assert_int_equal(EV(g, 11, { "anonymous_id", "a1", 0 }, { "anonymous_id", "b1", 0 }), 1);
+	assert_int_equal(look(g, "anonymous_id", "b1"), 3);
+	assert_int_equal(EV(g, 12, { "anonymous_id", "c1", 0 }, { "user_id", "c", 0 }), 4);
+	assert_int_equal(look(g, "user_id", "c"), 4);
+	assert_int_equal(EV(g, 13, { "anonymous_id", "c1", 0 }, { "anonymous_id", "a2", 0 }), 4);
+	assert_int_equal(look(g, "anonymous_id", "a2"), 1);
+	identity_graph_free(g);
+}
+
+static void test_identity__events_after_a_split_respect_the_block_and_the_limits(void **state)
+{
+	struct identity_graph *g = two_people_one_email(3);
+	struct identity_explanation ex;
+	struct identity_split sp;
+	struct identity_stats before, after;
+
+	(void)state;
+	/* Three anonymous ids were allowed in the merged profile (a1, a2, b1: c1 was dropped). */
+	assert_int_equal(look(g, "anonymous_id", "c1"), 0);
+	assert_int_equal(block(g, "email", "shared@x", 9, &sp), 0);
+	assert_int_equal(sp.parts, 2);
+	assert_int_equal(sp.created, 0);
+	identity_graph_stats(g, &before);
+
+	/* The blocked email beside A's anonymous id: A only, recorded, nothing merged. */
+	assert_int_equal(EV(g, 10, { "email", "shared@x", 0 }, { "anonymous_id", "a1", 0 }), 1);
+	assert_int_equal(EV(g, 11, { "email", "shared@x", 0 }, { "anonymous_id", "b1", 0 }), 3);
+	assert_int_equal(look(g, "email", "shared@x"), 0);
+	assert_int_equal(find_expl(g, 1, IDENTITY_EXPL_BLOCKED, &ex), 1);
+	assert_int_equal(ex.reason, IDENTITY_REASON_BLOCKED_KEY);
+	assert_int_equal(ex.profile_id, 1);
+	assert_int_equal(ex.seq, 10);
+	assert_key(ex.key, "email", "shared@x");
+	assert_int_equal(find_expl(g, 3, IDENTITY_EXPL_BLOCKED, &ex), 1);
+	identity_graph_stats(g, &after);
+	assert_int_equal(after.profiles, before.profiles);
+	assert_int_equal(after.merges, before.merges);
+	assert_int_equal(after.identifiers, before.identifiers);
+
+	/* A holds two anonymous ids of three: one more fits, the next does not. */
+	assert_int_equal(EV(g, 12, { "user_id", "a", 0 }, { "anonymous_id", "a3", 0 }), 1);
+	assert_int_equal(look(g, "anonymous_id", "a3"), 1);
+	assert_int_equal(EV(g, 13, { "user_id", "a", 0 }, { "anonymous_id", "a4", 0 }), 1);
+	assert_int_equal(look(g, "anonymous_id", "a4"), 0);
+	/* B holds one: two more fit, the third does not. */
+	assert_int_equal(EV(g, 14, { "user_id", "b", 0 }, { "anonymous_id", "b2", 0 }), 3);
+	assert_int_equal(EV(g, 15, { "user_id", "b", 0 }, { "anonymous_id", "b3", 0 }), 3);
+	assert_int_equal(EV(g, 16, { "user_id", "b", 0 }, { "anonymous_id", "b4", 0 }), 3);
+	assert_int_equal(look(g, "anonymous_id", "b3"), 3);
+	assert_int_equal(look(g, "anonymous_id", "b4"), 0);
+	/* A new email shared by both: 3 + 3 anonymous ids would break the limit. */
+	assert_int_equal(EV(g, 17, { "user_id", "a", 0 }, { "email", "new@x", 0 }), 1);
+	assert_int_equal(EV(g, 18, { "user_id", "b", 0 }, { "email", "new@x", 0 }), 3);
+	assert_int_equal(look(g, "email", "new@x"), 1);
+	assert_int_equal(find_expl(g, 3, IDENTITY_EXPL_MERGE_REFUSED, &ex), 1);
+	assert_int_equal(ex.other_id, 1);
+	assert_int_equal(ex.limit_type, IDENTITY_TYPE_ANONYMOUS_ID);
+	identity_graph_free(g);
+}
+
+/* Blocking an event's highest-priority identifier keeps the others of that event together. */
+static void test_identity__split_keeps_the_rest_of_an_event_together(void **state)
+{
+	struct identity_rules *r = identity_rules_new();
+	struct identity_graph *g;
+	struct identity_split sp;
+	uint64_t p;
+
+	(void)state;
+	g = identity_graph_new(r);
+	p = EV(g, 1, { "user_id", "shared-login", 0 }, { "anonymous_id", "a1", 0 },
+	       { "email", "one@example.com", 0 });
+	assert_int_equal(EV(g, 2, { "user_id", "shared-login", 0 }, { "anonymous_id", "a2", 0 }), p);
+	assert_int_equal(block(g, "user_id", "shared-login", 3, &sp), 0);
+	assert_int_equal(sp.parts, 2);
+	/* a1 and the email came on one event: still one person. a2 is another. */
+	assert_int_equal(look(g, "anonymous_id", "a1"), look(g, "email", "one@example.com"));
+	assert_true(look(g, "anonymous_id", "a1") != 0);
+	assert_true(look(g, "anonymous_id", "a2") != 0);
+	assert_true(look(g, "anonymous_id", "a1") != look(g, "anonymous_id", "a2"));
+	assert_int_equal(look(g, "user_id", "shared-login"), 0);
+	identity_graph_free(g);
+	identity_rules_free(r);
+}
+
+static void test_identity__block_without_a_profile_and_of_a_lone_identifier(void **state)
+{
+	struct identity_graph *g = graph_default();
+	struct identity_explanation ex;
+	struct identity_split sp;
+	struct identity_stats st;
+	uint8_t key[IDENTITY_KEY_BYTES];
+
+	(void)state;
+	assert_int_equal(EV(g, 1, { "user_id", "u", 0 }, { "anonymous_id", "a", 0 }), 1);
+	assert_int_equal(EV(g, 2, { "anonymous_id", "lone", 0 }), 2);
+	assert_int_equal(EV(g, 3, { "anonymous_id", "x", 0 }), 3);
+	assert_int_equal(EV(g, 4, { "anonymous_id", "x", 0 }, { "user_id", "u", 0 }), 1);
+
+	/* Nobody holds it: nothing to split, but it is blocked from now on. */
+	memset(&sp, 0xff, sizeof(sp));
+	assert_int_equal(block(g, "email", "nobody@x", 5, &sp), 0);
+	assert_int_equal(sp.profile_id, 0);
+	assert_int_equal(sp.parts, 0);
+	assert_int_equal(sp.created, 0);
+	assert_int_equal(EV(g, 6, { "email", "nobody@x", 0 }), 0);
+	assert_int_equal(EV(g, 7, { "email", "nobody@x", 0 }, { "user_id", "u", 0 }), 1);
+	assert_int_equal(look(g, "email", "nobody@x"), 0);
+	assert_int_equal(find_expl(g, 0, IDENTITY_EXPL_BLOCKED, &ex), 1);
+	assert_int_equal(ex.reason, IDENTITY_REASON_BLOCKED_KEY);
+	assert_int_equal(find_expl(g, 1, IDENTITY_EXPL_BLOCKED, &ex), 1);
+	/* Blocking it again changes nothing. */
+	assert_int_equal(block(g, "email", "nobody@x", 8, &sp), 0);
+	assert_int_equal(sp.profile_id, 0);
+
+	/* The only identifier of a profile: the profile is gone. */
+	assert_int_equal(block(g, "anonymous_id", "lone", 9, &sp), 0);
+	assert_int_equal(sp.profile_id, 2);
+	assert_int_equal(sp.parts, 0);
+	assert_int_equal(sp.created, 0);
+	assert_int_equal(look(g, "anonymous_id", "lone"), 0);
+	assert_int_equal(identity_graph_resolve(g, 2), 0);
+	assert_int_equal(count_ids(g, 2), 0);
+	identity_graph_stats(g, &st);
+	assert_int_equal(st.profiles, 1);
+	assert_int_equal(st.profiles_created, 3);
+	/* It was not merged into anything: the one merge is still 3 into 1. */
+	assert_int_equal(st.merges, 1);
+	assert_int_equal(EV(g, 10, { "anonymous_id", "lone", 0 }), 0);
+	/* Blocking it again does not split anything again. */
+	assert_int_equal(block(g, "anonymous_id", "lone", 11, &sp), 0);
+	assert_int_equal(sp.profile_id, 0);
+	identity_graph_stats(g, &st);
+	assert_int_equal(st.profiles, 1);
+	/*
+	 * The first identifier of a merged profile: x's part keeps 3; a held
+	 * no profile's first identifier, so it gets a new id; profile 1 lost
+	 * its own and goes to the oldest part.
+	 */
+	assert_int_equal(block(g, "user_id", "u", 12, &sp), 0);
+	assert_int_equal(sp.profile_id, 1);
+	assert_int_equal(sp.parts, 2);
+	assert_int_equal(sp.created, 1);
+	assert_int_equal(look(g, "anonymous_id", "x"), 3);
+	assert_int_equal(look(g, "anonymous_id", "a"), 4);
+	assert_int_equal(identity_graph_resolve(g, 3), 3);
+	assert_int_equal(identity_graph_resolve(g, 1), 3);
+	identity_graph_stats(g, &st);
+	assert_int_equal(st.profiles, 2);
+	assert_int_equal(st.profiles_created, 4);
+	assert_int_equal(st.merges, 1);
+
+	/* Bad input changes nothing. */
+	key_of("email", "bad@x", key);
+	assert_int_equal(identity_graph_block(g, 4000, key, 13, &sp), WEFT_EINVAL);
+	assert_int_equal(identity_graph_block(g, IDENTITY_TYPE_EMAIL, key, -1, &sp), WEFT_EINVAL);
+	assert_int_equal(identity_graph_block(g, IDENTITY_TYPE_EMAIL, key, IDENTITY_SEQ_LIMIT, &sp),
+			 WEFT_EINVAL);
+	assert_int_equal(EV(g, 14, { "email", "bad@x", 0 }), 5);
+	/* Blocking an account (group_id) only blocks it: it never held a profile. */
+	assert_int_equal(EV(g, 15, { "anonymous_id", "a", 0 }, { "group_id", "acme", 0 }), 4);
+	assert_int_equal(block(g, "group_id", "acme", 16, &sp), 0);
+	assert_int_equal(sp.profile_id, 0);
+	identity_graph_free(g);
+}
+
+static void test_identity__split_replays_the_links_under_the_current_rules(void **state)
+{
+	struct identity_rules *r = identity_rules_new();
+	struct identity_graph *g;
+	struct identity_split sp;
+
+	(void)state;
+	assert_int_equal(identity_rules_set_limit(r, "user_id", 0, 0), 0);
+	g = identity_graph_new(r);
+	/* A and B share an email and a device. */
+	assert_int_equal(EV(g, 1, { "user_id", "a", 0 }, { "anonymous_id", "a1", 0 }), 1);
+	assert_int_equal(EV(g, 2, { "user_id", "b", 0 }, { "anonymous_id", "b1", 0 }), 2);
+	assert_int_equal(EV(g, 3, { "user_id", "a", 0 }, { "ios.id", "d", 0 }), 1);
+	assert_int_equal(EV(g, 4, { "user_id", "b", 0 }, { "ios.id", "d", 0 }), 1);
+	assert_int_equal(EV(g, 5, { "user_id", "b", 0 }, { "email", "shared@x", 0 }), 1);
+	assert_int_equal(EV(g, 6, { "user_id", "a", 0 }, { "email", "shared@x", 0 }), 1);
+	/* Under the same rules the device still joins them. */
+	assert_int_equal(block(g, "email", "shared@x", 7, &sp), 0);
+	assert_int_equal(sp.parts, 1);
+	assert_int_equal(look(g, "user_id", "b"), 1);
+	/* Under one user id per profile, the device stays with A, who had it first. */
+	assert_int_equal(identity_rules_set_limit(r, "user_id", 1, 0), 0);
+	assert_int_equal(identity_graph_set_rules(g, r), 0);
+	identity_rules_free(r);
+	assert_int_equal(EV(g, 8, { "user_id", "b", 0 }, { "phone", "+1", 0 }), 1);
+	assert_int_equal(block(g, "phone", "+1", 9, &sp), 0);
+	assert_int_equal(sp.parts, 2);
+	assert_int_equal(sp.created, 0);
+	assert_int_equal(look(g, "user_id", "a"), 1);
+	assert_int_equal(look(g, "anonymous_id", "a1"), 1);
+	assert_int_equal(look(g, "ios.id", "d"), 1);
+	assert_int_equal(look(g, "user_id", "b"), 2);
+	assert_int_equal(look(g, "anonymous_id", "b1"), 2);
+	assert_int_equal(count_ids(g, 2), 2);
+	identity_graph_free(g);
+}
+
+/*
+ * A profile whose first identifier was blocked goes to the oldest part;
+ * a later split of that part must not hand the part its id.
+ */
+static void test_identity__second_split_keeps_the_ids_the_first_gave(void **state)
+{
+	struct identity_rules *r = identity_rules_new();
+	struct identity_graph *g;
+	struct identity_split sp;
+	struct identity_stats st;
+
+	(void)state;
+	assert_int_equal(identity_rules_set_limit(r, "anonymous_id", 0, 0), 0);
+	g = identity_graph_new(r);
+	identity_rules_free(r);
+	/* The email first, alone (a newsletter sign-up): profile 1. */
+	assert_int_equal(EV(g, 1, { "email", "shared@x", 0 }), 1);
+	assert_int_equal(EV(g, 2, { "anonymous_id", "a2", 0 }), 2);
+	assert_int_equal(EV(g, 3, { "anonymous_id", "a3", 0 }), 3);
+	assert_int_equal(EV(g, 4, { "anonymous_id", "a2", 0 }, { "email", "shared@x", 0 }), 1);
+	assert_int_equal(EV(g, 5, { "anonymous_id", "a3", 0 }, { "email", "shared@x", 0 }), 1);
+	assert_int_equal(block(g, "email", "shared@x", 6, &sp), 0);
+	assert_int_equal(sp.parts, 2);
+	assert_int_equal(look(g, "anonymous_id", "a2"), 2);
+	assert_int_equal(look(g, "anonymous_id", "a3"), 3);
+	/* Profile 1 held nothing else: it now resolves to the oldest part. */
+	assert_int_equal(identity_graph_resolve(g, 1), 2);
+	identity_graph_stats(g, &st);
+	assert_int_equal(st.profiles, 2);
+	assert_int_equal(st.merges, 1);
+
+	/* A second block splits profile 2 again: a2 keeps 2. */
+	assert_int_equal(EV(g, 7, { "anonymous_id", "a2", 0 }, { "email", "other@x", 0 }), 2);
+	assert_int_equal(EV(g, 8, { "anonymous_id", "a4", 0 }, { "email", "other@x", 0 }), 2);
+	assert_int_equal(block(g, "email", "other@x", 9, &sp), 0);
+	assert_int_equal(sp.profile_id, 2);
+	assert_int_equal(sp.parts, 2);
+	assert_int_equal(look(g, "anonymous_id", "a2"), 2);
+	assert_int_equal(look(g, "anonymous_id", "a4"), 4);
+	assert_int_equal(identity_graph_resolve(g, 1), 2);
+	assert_int_equal(identity_graph_resolve(g, 2), 2);
+	identity_graph_stats(g, &st);
+	assert_int_equal(st.profiles, 3);
+	assert_int_equal(st.merges, 1);
+	identity_graph_free(g);
+
+	/* The same when the part's profile was merged into an older one in between. */
+	r = identity_rules_new();
+	assert_int_equal(identity_rules_set_limit(r, "anonymous_id", 0, 0), 0);
+	g = identity_graph_new(r);
+	identity_rules_free(r);
+	assert_int_equal(EV(g, 1, { "anonymous_id", "a1", 0 }), 1);
+	assert_int_equal(EV(g, 2, { "email", "shared@x", 0 }), 2);
+	assert_int_equal(EV(g, 3, { "anonymous_id", "a3", 0 }), 3);
+	assert_int_equal(EV(g, 4, { "anonymous_id", "a3", 0 }, { "email", "shared@x", 0 }), 2);
+	assert_int_equal(block(g, "email", "shared@x", 5, &sp), 0);
+	assert_int_equal(look(g, "anonymous_id", "a3"), 3);
+	assert_int_equal(identity_graph_resolve(g, 2), 3);
+	assert_int_equal(EV(g, 6, { "anonymous_id", "a1", 0 }, { "email", "other@x", 0 }), 1);
+	assert_int_equal(EV(g, 7, { "anonymous_id", "a3", 0 }, { "email", "other@x", 0 }), 1);
+	assert_int_equal(identity_graph_resolve(g, 3), 1);
+	assert_int_equal(block(g, "email", "other@x", 8, &sp), 0);
+	assert_int_equal(sp.parts, 2);
+	assert_int_equal(sp.created, 0);
+	assert_int_equal(look(g, "anonymous_id", "a1"), 1);
+	assert_int_equal(look(g, "anonymous_id", "a3"), 3);
+	assert_int_equal(identity_graph_resolve(g, 2), 3);
+	identity_graph_stats(g, &st);
+	assert_int_equal(st.profiles, 2);
+	assert_int_equal(st.merges, 1);
+	identity_graph_free(g);
+}
+
+/* ---- changing the rules ---- */
+
+static void test_identity__set_rules_applies_from_now_on(void **state)
+{
+	struct identity_graph *g = graph_default();
+	struct identity_rules *r = identity_rules_new();
+	struct identity_explanation ex;
+	uint8_t key[IDENTITY_KEY_BYTES];
+	uint32_t prio, limit, window;
+	char v[16];
+	int loyalty;
+
+	(void)state;
+	type_of(g, "crm_id");
+	for (int i = 0; i < 3; i++) {
+		snprintf(v, sizeof(v), "e%d@x", i);
+		assert_int_equal(EV(g, 1 + i, { "user_id", "u", 0 }, { "email", v, 0 }), 1);
+	}
+	assert_int_equal(EV(g, 4, { "user_id", "v", 0 }, { "email", "v0@x", 0 }), 2);
+	assert_int_equal(EV(g, 5, { "user_id", "w", 0 }, { "email", "w0@x", 0 }), 3);
+
+	/* New rules, their types interned in another order than the graph's. */
+	loyalty = identity_rules_type(r, "loyalty_id");
+	assert_int_equal(loyalty, IDENTITY_TYPE_BUILTIN_COUNT);
+	assert_int_equal(identity_rules_set_limit(r, "loyalty_id", 1, 0), 0);
+	assert_int_equal(identity_rules_set_priority(r, "loyalty_id", 3), 0);
+	assert_int_equal(identity_rules_set_limit(r, "email", 2, 30), 0);
+	assert_int_equal(identity_rules_set_caps(r, 1, 3), 0);
+	key_of("loyalty_id", "blocked", key);
+	assert_int_equal(identity_rules_block(r, "loyalty_id", key), 0);
+	key_of("email", "spam@x", key);
+	assert_int_equal(identity_rules_block(r, "email", key), 0);
+	assert_int_equal(identity_graph_set_rules(g, r), 0);
+	identity_rules_free(r);
+
+	/* The new type is the graph's next, with the rule it was given. */
+	assert_int_equal(type_of(g, "loyalty_id"), IDENTITY_TYPE_BUILTIN_COUNT + 1);
+	assert_int_equal(identity_graph_rule(g, type_of(g, "loyalty_id"), &prio, &limit, &window),
+			 0);
+	assert_int_equal(prio, 3);
+	assert_int_equal(limit, 1);
+	assert_int_equal(window, 0);
+	assert_int_equal(identity_graph_rule(g, IDENTITY_TYPE_EMAIL, &prio, &limit, &window), 0);
+	assert_int_equal(prio, 2);
+	assert_int_equal(limit, 2);
+	assert_int_equal(window, 30);
+	/* Types only the graph knows keep theirs. */
+	assert_int_equal(identity_graph_rule(g, type_of(g, "crm_id"), &prio, &limit, &window), 0);
+	assert_int_equal(limit, 5);
+	/* group_id stays an account: no rule of its own, never an identifier. */
+	assert_int_equal(identity_graph_rule(g, IDENTITY_TYPE_GROUP_ID, &prio, &limit, &window), 0);
+	assert_int_equal(prio, 0);
+	assert_int_equal(limit, 0);
+	assert_int_equal(identity_graph_rule(g, 4000, &prio, &limit, &window), WEFT_EINVAL);
+
+	/* The tighter email limit leaves u's three emails alone, but u takes no fourth. */
+	assert_int_equal(count_type(g, 1, "email"), 3);
+	assert_int_equal(EV(g, 10, { "user_id", "u", 0 }, { "email", "e3@x", 0 }), 1);
+	assert_int_equal(look(g, "email", "e3@x"), 0);
+	/* v takes one more (two in all), not a third. */
+	assert_int_equal(EV(g, 11, { "user_id", "v", 0 }, { "email", "v1@x", 0 }), 2);
+	assert_int_equal(EV(g, 12, { "user_id", "v", 0 }, { "email", "v2@x", 0 }), 2);
+	assert_int_equal(look(g, "email", "v1@x"), 2);
+	assert_int_equal(look(g, "email", "v2@x"), 0);
+	/* An old record reads the limit in force now. */
+	assert_int_equal(find_expl(g, 1, IDENTITY_EXPL_DROPPED, &ex), 1);
+	assert_int_equal(ex.limit_type, IDENTITY_TYPE_EMAIL);
+	assert_int_equal(ex.limit, 2);
+	assert_int_equal(ex.window_days, 30);
+
+	/* The new type's limit: one loyalty id per profile. */
+	assert_int_equal(EV(g, 13, { "user_id", "w", 0 }, { "loyalty_id", "L1", 0 }), 3);
+	assert_int_equal(EV(g, 14, { "user_id", "w", 0 }, { "loyalty_id", "L2", 0 }), 3);
+	assert_int_equal(look(g, "loyalty_id", "L1"), 3);
+	assert_int_equal(look(g, "loyalty_id", "L2"), 0);
+	/* The blocked keys, found by type name whatever the type's number. */
+	assert_int_equal(EV(g, 15, { "loyalty_id", "blocked", 0 }), 0);
+	assert_int_equal(EV(g, 16, { "email", "spam@x", 0 }, { "user_id", "x", 0 }), 4);
+	assert_int_equal(look(g, "email", "spam@x"), 0);
+	assert_int_equal(find_expl(g, 4, IDENTITY_EXPL_BLOCKED, &ex), 1);
+	assert_int_equal(ex.reason, IDENTITY_REASON_BLOCKED_KEY);
+	/* The caps: three identifiers per profile... */
+	assert_int_equal(EV(g, 17, { "user_id", "x", 0 }, { "anonymous_id", "xa", 0 }), 4);
+	assert_int_equal(EV(g, 18, { "user_id", "x", 0 }, { "anonymous_id", "xb", 0 }), 4);
+	assert_int_equal(EV(g, 19, { "user_id", "x", 0 }, { "anonymous_id", "xc", 0 }), 4);
+	assert_int_equal(look(g, "anonymous_id", "xb"), 4);
+	assert_int_equal(look(g, "anonymous_id", "xc"), 0);
+	assert_int_equal(find_expl(g, 4, IDENTITY_EXPL_DROPPED, &ex), 1);
+	assert_int_equal(ex.reason, IDENTITY_REASON_IDENTIFIER_CAP);
+	assert_int_equal(ex.limit, 3);
+	/* ...and one merge per profile: a second one is refused. */
+	assert_int_equal(EV(g, 20, { "anonymous_id", "m1", 0 }), 5);
+	assert_int_equal(EV(g, 21, { "anonymous_id", "m2", 0 }), 6);
+	assert_int_equal(EV(g, 22, { "anonymous_id", "m3", 0 }), 7);
+	assert_int_equal(EV(g, 23, { "anonymous_id", "m1", 0 }, { "anonymous_id", "m2", 0 }), 5);
+	assert_int_equal(EV(g, 24, { "anonymous_id", "m1", 0 }, { "anonymous_id", "m3", 0 }), 5);
+	assert_int_equal(look(g, "anonymous_id", "m3"), 7);
+	assert_int_equal(find_expl(g, 5, IDENTITY_EXPL_MERGE_REFUSED, &ex), 1);
+	assert_int_equal(ex.reason, IDENTITY_REASON_MERGE_CAP);
+	assert_int_equal(ex.limit, 1);
+	/* A group call still only records the account. */
+	assert_int_equal(EV(g, 25, { "user_id", "x", 0 }, { "group_id", "acme", 0 }), 4);
+	assert_int_equal(look(g, "group_id", "acme"), 0);
+	assert_int_equal(find_expl(g, 4, IDENTITY_EXPL_GROUP, &ex), 1);
+	identity_graph_free(g);
+}
+
+static void test_identity__set_rules_with_too_many_types_changes_nothing(void **state)
+{
+	struct identity_graph *g = graph_default();
+	struct identity_rules *r = identity_rules_new();
+	struct identity_stats before, after;
+	uint32_t prio, limit, window;
+	char t[16];
+
+	(void)state;
+	/* The graph knows one type r does not; r fills every other slot. */
+	type_of(g, "crm_id");
+	assert_int_equal(identity_rules_set_limit(r, "email", 1, 0), 0);
+	assert_int_equal(identity_rules_set_caps(r, 1, 2), 0);
+	for (int i = IDENTITY_TYPE_BUILTIN_COUNT; i < IDENTITY_TYPES_MAX; i++) {
+		snprintf(t, sizeof(t), "r%d", i);
+		assert_int_equal(identity_rules_type(r, t), i);
+	}
+	identity_graph_stats(g, &before);
+	assert_int_equal(identity_graph_set_rules(g, r), WEFT_ETOOBIG);
+	identity_graph_stats(g, &after);
+	assert_int_equal(after.types, before.types);
+	assert_null(identity_graph_type_name(g, IDENTITY_TYPE_BUILTIN_COUNT + 1));
+	assert_int_equal(identity_graph_rule(g, IDENTITY_TYPE_EMAIL, &prio, &limit, &window), 0);
+	assert_int_equal(limit, 5);
+	/* Nor did the caps change: three identifiers still fit. */
+	assert_int_equal(EV(g, 1, { "user_id", "u", 0 }, { "email", "a@x", 0 },
+			    { "email", "b@x", 0 }), 1);
+	assert_int_equal(count_ids(g, 1), 3);
+	identity_rules_free(r);
+	identity_graph_free(g);
+}
+
+/* ---- snapshots and splits on random traffic ---- */
+
+struct snap_copy {
+	struct identity_section in[IDENTITY_SECTIONS];
+	void *data[IDENTITY_SECTIONS];
+};
+
+/* Copies g's sections into buffers of their own, as a page store would give them back. */
+static void snap_take(const struct identity_graph *g, struct snap_copy *c)
+{
+	struct identity_section out[IDENTITY_SECTIONS];
+	struct buf hdr = BUF_INIT;
+
+	identity_graph_sections(g, &hdr, out);
+	for (int i = 0; i < IDENTITY_SECTIONS; i++) {
+		c->data[i] = malloc(out[i].bytes ? out[i].bytes : 1);
+		assert_non_null(c->data[i]);
+		if (out[i].bytes)
+			memcpy(c->data[i], out[i].data, out[i].bytes);
+		c->in[i] = (struct identity_section){ c->data[i], out[i].bytes };
+	}
+	buf_release(&hdr);
+}
+
+static void snap_release(struct snap_copy *c)
+{
+	for (int i = 0; i < IDENTITY_SECTIONS; i++)
+		free(c->data[i]);
+}
+
+static void assert_same_sections(const struct identity_graph *a, const struct identity_graph *b)
+{
+	struct identity_section sa[IDENTITY_SECTIONS], sb[IDENTITY_SECTIONS];
+	struct buf ha = BUF_INIT, hb = BUF_INIT;
+
+	identity_graph_sections(a, &ha, sa);
+	identity_graph_sections(b, &hb, sb);
+	for (int i = 0; i < IDENTITY_SECTIONS; i++) {
+		assert_int_equal(sa[i].bytes, sb[i].bytes);
+		if (sa[i].bytes)
+			assert_true(memcmp(sa[i].data, sb[i].data, sa[i].bytes) == 0);
+	}
+	buf_release(&ha);
+	buf_release(&hb);
+}
+
+/* With same_types, the graphs also number their types alike (so use the same memory). */
+static void assert_same_graph(struct identity_graph *a, struct identity_graph *b,
+			      const struct pkeys *k, bool same_types)
+{
+	struct identity_stats sa, sb;
+	uint8_t da[16], db[16];
+
+	identity_graph_digest(a, da);
+	identity_graph_digest(b, db);
+	assert_memory_equal(da, db, 16);
+	identity_graph_stats(a, &sa);
+	identity_graph_stats(b, &sb);
+	assert_int_equal(sa.identifiers, sb.identifiers);
+	assert_int_equal(sa.profiles, sb.profiles);
+	assert_int_equal(sa.profiles_created, sb.profiles_created);
+	assert_int_equal(sa.merges, sb.merges);
+	assert_int_equal(sa.links, sb.links);
+	assert_int_equal(sa.explanations, sb.explanations);
+	if (same_types) {
+		assert_int_equal(sa.types, sb.types);
+		assert_int_equal(sa.bytes, sb.bytes);
+		assert_int_equal(sa.bytes_reserved, sb.bytes_reserved);
+	}
+	for (int i = 0; i < P_IDS; i++)
+		assert_int_equal(pprofile(a, k, i), pprofile(b, k, i));
+	/* Every profile id, absorbed or not, and the records of no profile (0). */
+	for (uint64_t p = 0; p <= sa.profiles_created; p++) {
+		struct identity_expl_iter ia, ib;
+		struct identity_explanation ea, eb;
+
+		assert_int_equal(identity_graph_resolve(a, p), identity_graph_resolve(b, p));
+		assert_int_equal(count_ids(a, p), count_ids(b, p));
+		identity_expl_iter_init(&ia, a, p);
+		identity_expl_iter_init(&ib, b, p);
+		assert_int_equal(ia.n, ib.n);
+		while (identity_expl_iter_next(&ia, &ea)) {
+			assert_true(identity_expl_iter_next(&ib, &eb));
+			assert_int_equal(ea.kind, eb.kind);
+			assert_int_equal(ea.reason, eb.reason);
+			assert_int_equal(ea.profile_id, eb.profile_id);
+			assert_int_equal(ea.other_id, eb.other_id);
+			assert_int_equal(ea.type, eb.type);
+			assert_memory_equal(ea.key, eb.key, IDENTITY_KEY_BYTES);
+			assert_int_equal(ea.limit_type, eb.limit_type);
+			assert_int_equal(ea.limit, eb.limit);
+			assert_int_equal(ea.window_days, eb.window_days);
+			assert_int_equal(ea.seq, eb.seq);
+			assert_int_equal(ea.ref, eb.ref);
+			assert_int_equal(ea.count, eb.count);
+		}
+		identity_expl_iter_release(&ia);
+		identity_expl_iter_release(&ib);
+	}
+}
+
+#define MORE_EVENTS 10000
+
+/*
+ * Random traffic plus everything the layout keeps apart: counts of 15 and
+ * more and types numbered 16 and up (the counts table), links far from
+ * their block's base seq, a blocked key, and two splits. Returns the next
+ * seq.
+ */
+static int64_t build_traffic(struct identity_graph *g, const struct pkeys *k,
+			     const struct pevent *evs, size_t n)
+{
+	struct identity_split sp;
+	char v[16];
+	int64_t seq = 1;
+	bool split_done = false;
+
+	for (size_t e = 0; e < n; e++)
+		papply(g, k, &evs[e], seq++);
+	for (int i = 0; i < 20; i++) {
+		snprintf(v, sizeof(v), "p%d", i);
+		EV(g, seq++, { "user_id", "big", 0 }, { "phone", v, 0 });
+		snprintf(v, sizeof(v), "x%d", i);
+		EV(g, seq++, { "user_id", "big", 0 }, { "t16", v, 0 });
+		snprintf(v, sizeof(v), "y%d", i);
+		EV(g, seq++, { "user_id", "big2", 0 }, { "t16", v, 0 }, { "phone", v, 0 });
+	}
+	assert_int_equal(count_type(g, look(g, "user_id", "big"), "phone"), 20);
+	assert_int_equal(count_type(g, look(g, "user_id", "big"), "t16"), 20);
+	/* Out of order: below the current block's base seq. */
+	EV(g, 7, { "user_id", "far", 0 }, { "email", "far@x", 0 });
+	EV(g, 8, { "user_id", "far", 0 }, { "anonymous_id", "far", 0 });
+	/* Split the first profile with four identifiers or more at one of its emails. */
+	for (int i = 1; i < P_IDS && !split_done; i += P_TYPES) {
+		uint64_t p = pprofile(g, k, i);
+
+		if (!p || count_ids(g, p) < 4)
+			continue;
+		assert_int_equal(identity_graph_block(g, IDENTITY_TYPE_EMAIL, k->key[i], seq++, &sp),
+				 0);
+		assert_int_equal(sp.profile_id, p);
+		assert_true(sp.parts >= 1);
+		split_done = true;
+	}
+	assert_true(split_done);
+	/*
+	 * And the big profile at its user id, its first identifier: every
+	 * phone and t16 value on its own, under a new id.
+	 */
+	assert_int_equal(block(g, "user_id", "big", seq++, &sp), 0);
+	assert_int_equal(sp.parts, 40);
+	assert_int_equal(sp.created, 40);
+	return seq;
+}
+
+static struct identity_rules *rules_for_traffic(void)
+{
+	struct identity_rules *r = identity_rules_new();
+	uint8_t key[IDENTITY_KEY_BYTES];
+	char t[16];
+
+	assert_int_equal(identity_rules_type(r, "crm_id"), IDENTITY_TYPE_BUILTIN_COUNT);
+	for (int i = 12; i <= 16; i++) {
+		snprintf(t, sizeof(t), "t%d", i);
+		assert_int_equal(identity_rules_type(r, t), i);
+	}
+	assert_int_equal(identity_rules_set_limit(r, "t16", 0, 0), 0);
+	assert_int_equal(identity_rules_set_limit(r, "phone", 0, 0), 0);
+	/* One of the random stream's emails ("v1"): a blocked key it keeps hitting. */
+	key_of("email", "v1", key);
+	assert_int_equal(identity_rules_block(r, "email", key), 0);
+	return r;
+}
+
+static void test_identity__snapshot_restores_the_same_graph_which_evolves_the_same(void **state)
+{
+	struct pkeys *k = malloc(sizeof(*k));
+	struct pevent *evs = malloc(P_EVENTS * sizeof(*evs));
+	struct pevent *more = malloc(MORE_EVENTS * sizeof(*more));
+	struct identity_rules *r = rules_for_traffic();
+	struct identity_graph *g = identity_graph_new(r), *h = NULL;
+	struct identity_explanation ex;
+	struct identity_stats st;
+	struct snap_copy c;
+	int64_t seq;
+
+	(void)state;
+	identity_rules_free(r);
+	assert_non_null(k);
+	assert_non_null(evs);
+	assert_non_null(more);
+	pkeys_init(k);
+	gen_events(evs, P_EVENTS, 21, 0, P_IDS);
+	gen_events(more, MORE_EVENTS, 22, 0, P_IDS);
+	seq = build_traffic(g, k, evs, P_EVENTS);
+	identity_graph_stats(g, &st);
+	assert_true(st.merges > 0);
+	assert_true(st.links > 4 * 256);
+	assert_true(st.explanations > 0);
+	assert_true(find_expl(g, 0, IDENTITY_EXPL_BLOCKED, &ex) > 0);
+
+	snap_take(g, &c);
+	assert_int_equal(identity_graph_restore(c.in, &h), 0);
+	assert_non_null(h);
+	/* The restored graph owns its memory: the copies can go. */
+	snap_release(&c);
+	assert_same_graph(g, h, k, true);
+	assert_same_sections(g, h);
+	assert_int_equal(look(h, "user_id", "big"), 0);
+	assert_int_equal(look(h, "email", "far@x"), look(g, "email", "far@x"));
+
+	/* The same further events, to both: still the same, byte for byte. */
+	for (size_t e = 0; e < MORE_EVENTS; e++)
+		assert_int_equal(papply(g, k, &more[e], seq + (int64_t)e),
+				 papply(h, k, &more[e], seq + (int64_t)e));
+	assert_same_graph(g, h, k, true);
+	assert_same_sections(g, h);
+	identity_graph_free(g);
+	identity_graph_free(h);
+	free(k);
+	free(evs);
+	free(more);
+}
+
+static void test_identity__snapshot_of_an_empty_graph_and_corrupt_snapshots(void **state)
+{
+	struct identity_graph *g = graph_default(), *h = NULL;
+	struct identity_section in[IDENTITY_SECTIONS];
+	struct snap_copy c;
+	uint8_t d1[16], d2[16];
+	uint32_t *word;
+	uint64_t cap;
+	void *bigger;
+
+	(void)state;
+	snap_take(g, &c);
+	assert_int_equal(identity_graph_restore(c.in, &h), 0);
+	identity_graph_digest(g, d1);
+	identity_graph_digest(h, d2);
+	assert_memory_equal(d1, d2, 16);
+	assert_same_sections(g, h);
+	/* The restored empty graph works. */
+	assert_int_equal(EV(h, 1, { "user_id", "u", 0 }, { "email", "e@x", 0 }), 1);
+	assert_int_equal(look(h, "email", "e@x"), 1);
+	identity_graph_free(h);
+	snap_release(&c);
+
+	/* A graph with something in every section, then each kind of damage. */
+	EV(g, 1, { "user_id", "u", 0 }, { "email", "e@x", 0 });
+	EV(g, 2, { "user_id", "v", 0 }, { "email", "e@x", 0 });
+	snap_take(g, &c);
+	word = c.data[0];
+	memcpy(in, c.in, sizeof(in));
+	word[0] ^= 1;		/* the magic */
+	h = (void *)1;
+	assert_int_equal(identity_graph_restore(in, &h), WEFT_EINVAL);
+	assert_null(h);
+	word[0] ^= 1;
+	word[1]++;		/* the version */
+	assert_int_equal(identity_graph_restore(in, &h), WEFT_EINVAL);
+	word[1]--;
+	assert_int_equal(identity_graph_restore(in, &h), 0);
+	identity_graph_free(h);
+	/* Truncated: the header, the rules after it, and each array section. */
+	in[0].bytes = 16;
+	assert_int_equal(identity_graph_restore(in, &h), WEFT_EINVAL);
+	in[0].bytes = c.in[0].bytes - 1;
+	assert_int_equal(identity_graph_restore(in, &h), WEFT_EINVAL);
+	in[0].bytes = c.in[0].bytes;
+	for (int i = 1; i < IDENTITY_SECTIONS; i++) {
+		if (!c.in[i].bytes)
+			continue;
+		in[i].bytes = c.in[i].bytes - 1;
+		assert_int_equal(identity_graph_restore(in, &h), WEFT_EINVAL);
+		assert_null(h);
+		/* A whole element short or long: the size no longer matches the count. */
+		in[i].bytes = c.in[i].bytes / 2;
+		assert_int_equal(identity_graph_restore(in, &h), WEFT_EINVAL);
+		bigger = calloc(1, 2 * c.in[i].bytes);
+		assert_non_null(bigger);
+		memcpy(bigger, c.in[i].data, c.in[i].bytes);
+		in[i] = (struct identity_section){ bigger, 2 * c.in[i].bytes };
+		assert_int_equal(identity_graph_restore(in, &h), WEFT_EINVAL);
+		free(bigger);
+		in[i] = c.in[i];
+	}
+	/* A count in the header that its section does not hold (nnodes is the third word). */
+	word[2]++;
+	assert_int_equal(identity_graph_restore(in, &h), WEFT_EINVAL);
+	word[2]--;
+	/*
+	 * A capacity whose size in bytes wraps around to the section's
+	 * (idtab_cap, the first 64-bit field, after eighteen words).
+	 */
+	memcpy(&cap, &word[18], sizeof(cap));
+	assert_int_equal(cap * sizeof(uint32_t), c.in[2].bytes);
+	cap += 1ull << 62;
+	memcpy(&word[18], &cap, sizeof(cap));
+	assert_int_equal(identity_graph_restore(in, &h), WEFT_EINVAL);
+	cap -= 1ull << 62;
+	memcpy(&word[18], &cap, sizeof(cap));
+	assert_int_equal(identity_graph_restore(in, &h), 0);
+	identity_graph_free(h);
+	snap_release(&c);
+	identity_graph_free(g);
+}
+
+static void test_identity__same_events_and_block_give_the_same_split(void **state)
+{
+	struct pkeys *k = malloc(sizeof(*k));
+	struct pevent *evs = malloc(P_EVENTS * sizeof(*evs));
+	struct identity_rules *r = rules_for_traffic();
+	struct identity_graph *g1 = identity_graph_new(r), *g2 = identity_graph_new(r);
+	struct identity_split s1, s2;
+
+	(void)state;
+	identity_rules_free(r);
+	assert_non_null(k);
+	assert_non_null(evs);
+	pkeys_init(k);
+	gen_events(evs, P_EVENTS, 23, 0, P_IDS);
+	/* The second graph numbers the types differently; the digest must not care. */
+	type_of(g2, "zzz");
+	build_traffic(g1, k, evs, P_EVENTS);
+	build_traffic(g2, k, evs, P_EVENTS);
+	assert_same_graph(g1, g2, k, false);
+	/* One more block of the most connected profile's user id, on both. */
+	for (int i = 0; i < P_IDS; i += P_TYPES) {
+		uint64_t p = pprofile(g1, k, i);
+
+		if (!p || count_ids(g1, p) < 6)
+			continue;
+		assert_int_equal(identity_graph_block(g1, IDENTITY_TYPE_USER_ID, k->key[i], 99999,
+						      &s1), 0);
+		assert_int_equal(identity_graph_block(g2, IDENTITY_TYPE_USER_ID, k->key[i], 99999,
+						      &s2), 0);
+		assert_int_equal(s1.profile_id, s2.profile_id);
+		assert_int_equal(s1.parts, s2.parts);
+		assert_int_equal(s1.created, s2.created);
+		break;
+	}
+	assert_same_graph(g1, g2, k, false);
+	identity_graph_free(g1);
+	identity_graph_free(g2);
+	free(k);
+	free(evs);
+}
+
+struct keyidx {
+	uint8_t key[IDENTITY_KEY_BYTES];
+	uint32_t i;
+};
+
+static int keyidx_cmp(const void *a, const void *b)
+{
+	return memcmp(a, b, IDENTITY_KEY_BYTES);
+}
+
+/* The identifier of the random stream with this key (keys are distinct across types here). */
+static uint32_t key_index(const struct keyidx *idx, const uint8_t *key)
+{
+	const struct keyidx *f = bsearch(key, idx, P_IDS, sizeof(*idx), keyidx_cmp);
+
+	assert_non_null(f);
+	return f->i;
+}
+
+/*
+ * What must hold of any graph, split or not: the merges count what was
+ * absorbed, each live profile's explanations are its own (and all of
+ * them are someone's), and with limits each profile keeps within them.
+ */
+static void assert_graph_consistent(struct identity_graph *g, bool limits)
+{
+	struct identity_stats st;
+	uint64_t live = 0, vanished = 0, records = 0;
+
+	identity_graph_stats(g, &st);
+	for (uint64_t p = 0; p <= st.profiles_created; p++) {
+		struct identity_expl_iter it;
+		struct identity_explanation ex;
+		struct identity_ids_iter ii;
+		struct identity_ident_info info;
+		unsigned per_type[IDENTITY_TYPE_BUILTIN_COUNT + 2] = { 0 };
+		uint64_t to = identity_graph_resolve(g, p);
+
+		if (p && !to)
+			vanished++;
+		if (p && to != p)
+			continue;
+		live += p != 0;
+		identity_expl_iter_init(&it, g, p);
+		while (identity_expl_iter_next(&it, &ex)) {
+			assert_int_equal(identity_graph_resolve(g, ex.profile_id), p);
+			records++;
+		}
+		identity_expl_iter_release(&it);
+		if (!p || !limits)
+			continue;
+		identity_ids_iter_init(&ii, g, p);
+		while (identity_ids_iter_next(&ii, &info)) {
+			assert_int_equal(identity_graph_lookup(g, info.type, info.key), p);
+			per_type[info.type]++;
+		}
+		assert_true(per_type[IDENTITY_TYPE_USER_ID] <= 1);
+		for (int t = 0; t < IDENTITY_TYPE_BUILTIN_COUNT + 2; t++)
+			assert_true(per_type[t] <= 5);
+	}
+	assert_int_equal(live, st.profiles);
+	assert_int_equal(st.merges, st.profiles_created - live - vanished);
+	/* Records of emptied profiles are nobody's; there are none here. */
+	assert_int_equal(vanished, 0);
+	assert_int_equal(records, st.explanations);
+}
+
+/* Notes the first identifier of the profiles created since *created (the root they start from). */
+static void note_first(struct identity_graph *g, const struct keyidx *idx, uint32_t *first,
+		       uint64_t *created)
+{
+	struct identity_stats st;
+
+	identity_graph_stats(g, &st);
+	for (; *created < st.profiles_created; ++*created) {
+		struct identity_ids_iter it;
+		struct identity_ident_info info;
+
+		identity_ids_iter_init(&it, g, *created + 1);
+		assert_true(identity_ids_iter_next(&it, &info));
+		first[*created + 1] = key_index(idx, info.key);
+	}
+}
+
+/*
+ * Profile ids, split or not: a live profile holds its own first
+ * identifier, and a profile whose first identifier remains resolves to the
+ * profile holding it, which is as old or older.
+ */
+static void assert_ids_follow_first_identifiers(struct identity_graph *g, const struct pkeys *k,
+						const uint32_t *first, uint64_t created)
+{
+	for (uint64_t q = 1; q <= created; q++) {
+		uint64_t holder = pprofile(g, k, (int)first[q]), to = identity_graph_resolve(g, q);
+
+		if (to == q)
+			assert_int_equal(holder, q);
+		if (holder) {
+			assert_int_equal(to, holder);
+			assert_true(holder <= q);
+		}
+	}
+}
+
+/* Per first seq of a link, the first unblocked identifier seen with it (for the reference). */
+#define SEQ_GROUPS (2 * P_EVENTS)
+static uint32_t group_of_seq[SEQ_GROUPS];
+
+static void test_identity__split_parts_are_the_components_of_the_remaining_links(void **state)
+{
+	struct pkeys *k = malloc(sizeof(*k));
+	struct pevent *evs = malloc(P_EVENTS * sizeof(*evs));
+	struct keyidx *idx = malloc(P_IDS * sizeof(*idx));
+	uint32_t *parent = malloc(P_IDS * sizeof(*parent));
+	uint64_t *want = malloc(P_IDS * sizeof(*want)), *got = malloc(P_IDS * sizeof(*got));
+	bool *exists = calloc(P_IDS, sizeof(*exists)), *blocked = calloc(P_IDS, sizeof(*blocked));
+	/* A profile's first identifier: each creates one, an event or a split one per part. */
+	uint32_t *first = calloc(2 * P_IDS + 1, sizeof(*first));
+
+	(void)state;
+	assert_non_null(first);
+	assert_non_null(k);
+	assert_non_null(evs);
+	assert_non_null(idx);
+	assert_non_null(parent);
+	assert_non_null(want);
+	assert_non_null(got);
+	assert_non_null(exists);
+	assert_non_null(blocked);
+	pkeys_init(k);
+	for (uint32_t i = 0; i < P_IDS; i++) {
+		memcpy(idx[i].key, k->key[i], IDENTITY_KEY_BYTES);
+		idx[i].i = i;
+	}
+	qsort(idx, P_IDS, sizeof(*idx), keyidx_cmp);
+	gen_events(evs, P_EVENTS, 31, 0, P_IDS);
+	for (int pass = 0; pass < 2; pass++) {
+		/* Without limits, then with Segment's defaults. */
+		struct identity_rules *r = pass ? identity_rules_new() : rules_unlimited();
+		struct identity_graph *g = identity_graph_new(r);
+		uint64_t s = 77, created = 0;
+		int64_t seq = 1;
+		int blocks = 0;
+
+		identity_rules_free(r);
+		memset(blocked, 0, P_IDS * sizeof(*blocked));
+		memset(exists, 0, P_IDS * sizeof(*exists));
+		for (size_t e = 0; e < P_EVENTS; e++) {
+			papply(g, k, &evs[e], seq++);
+			note_first(g, idx, first, &created);
+			for (int i = 0; i < evs[e].n; i++)
+				exists[evs[e].id[i]] |= !(evs[e].blocked >> i & 1);
+		}
+		assert_graph_consistent(g, pass == 1);
+		assert_ids_follow_first_identifiers(g, k, first, created);
+		/*
+		 * Block identifiers of profiles with three or more, one at a time;
+		 * every other one a user id, the usual centre of a profile's
+		 * links (so that splits have several parts) and often its first
+		 * identifier (so that later splits meet profiles refiled by
+		 * earlier ones). Ids are checked after each, the rest every tenth.
+		 */
+		while (blocks < 200) {
+			uint32_t i = (uint32_t)(rng_next(&s) % P_IDS);
+			struct identity_split sp;
+			struct identity_links_iter it;
+			struct identity_link l;
+			size_t classes;
+			uint64_t p;
+
+			if (blocks % 2)
+				i -= i % P_TYPES;
+			p = pprofile(g, k, (int)i);
+			if (!p || count_ids(g, p) < 3)
+				continue;
+			assert_int_equal(identity_graph_block(g, type_of(g, p_type_names[i % P_TYPES]),
+							      k->key[i], seq++, &sp),
+					 0);
+			assert_int_equal(sp.profile_id, p);
+			assert_true(sp.parts >= 1);
+			blocked[i] = true;
+			blocks++;
+			note_first(g, idx, first, &created);
+			assert_ids_follow_first_identifiers(g, k, first, created);
+			if (blocks % 10)
+				continue;
+			if (pass == 1) {
+				assert_graph_consistent(g, true);
+				continue;
+			}
+			/*
+			 * Without limits the parts are the components of the remaining
+			 * links, where the identifiers a blocked one linked on the same
+			 * event (links of one first seq) stay linked to each other.
+			 */
+			for (uint32_t j = 0; j < P_IDS; j++)
+				parent[j] = j;
+			memset(group_of_seq, 0xff, sizeof(group_of_seq));
+			identity_links_iter_init(&it, g);
+			while (identity_links_iter_next(&it, &l)) {
+				uint32_t ends[2] = { key_index(idx, l.key_a), key_index(idx, l.key_b) };
+
+				assert_true(l.first_seq < (int64_t)SEQ_GROUPS);
+				for (int e = 0; e < 2; e++) {
+					uint32_t *head = &group_of_seq[l.first_seq];
+
+					if (blocked[ends[e]])
+						continue;
+					if (*head == UINT32_MAX)
+						*head = ends[e];
+					parent[uf_find(parent, ends[e])] = uf_find(parent, *head);
+				}
+			}
+			for (uint32_t j = 0; j < P_IDS; j++) {
+				want[j] = exists[j] && !blocked[j] ? uf_find(parent, j) + 1 : 0;
+				got[j] = pprofile(g, k, (int)j);
+			}
+			assert_same_partition(want, got, P_IDS, &classes);
+			assert_graph_consistent(g, false);
+		}
+		/* New events after the splits: merges, refusals and the blocks at work. */
+		for (size_t e = 0; e < P_EVENTS / 4; e++) {
+			papply(g, k, &evs[e], seq++);
+			note_first(g, idx, first, &created);
+		}
+		assert_graph_consistent(g, pass == 1);
+		assert_ids_follow_first_identifiers(g, k, first, created);
+		for (uint32_t i = 0; i < P_IDS; i++)
+			if (blocked[i])
+				assert_int_equal(pprofile(g, k, (int)i), 0);
+		identity_graph_free(g);
+	}
+	free(k);
+	free(evs);
+	free(idx);
+	free(parent);
+	free(want);
+	free(got);
+	free(exists);
+	free(blocked);
+	free(first);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1546,6 +2754,19 @@ int main(void)
 		cmocka_unit_test(test_identity__limits_hold_on_random_traffic),
 		cmocka_unit_test(test_identity__apply_batch_gives_exactly_what_single_applies_give),
 		cmocka_unit_test(test_identity__identifiers_are_typed_and_remember_their_last_day),
+		cmocka_unit_test(test_identity__blocking_a_shared_email_splits_visitors_back_apart),
+		cmocka_unit_test(test_identity__split_keeps_identifiers_linked_without_the_blocked_one),
+		cmocka_unit_test(test_identity__events_after_a_split_respect_the_block_and_the_limits),
+		cmocka_unit_test(test_identity__block_without_a_profile_and_of_a_lone_identifier),
+		cmocka_unit_test(test_identity__split_keeps_the_rest_of_an_event_together),
+		cmocka_unit_test(test_identity__split_replays_the_links_under_the_current_rules),
+		cmocka_unit_test(test_identity__second_split_keeps_the_ids_the_first_gave),
+		cmocka_unit_test(test_identity__set_rules_applies_from_now_on),
+		cmocka_unit_test(test_identity__set_rules_with_too_many_types_changes_nothing),
+		cmocka_unit_test(test_identity__snapshot_restores_the_same_graph_which_evolves_the_same),
+		cmocka_unit_test(test_identity__snapshot_of_an_empty_graph_and_corrupt_snapshots),
+		cmocka_unit_test(test_identity__same_events_and_block_give_the_same_split),
+		cmocka_unit_test(test_identity__split_parts_are_the_components_of_the_remaining_links),
 	};
 
 	return cmocka_run_group_tests_name("identity", tests, NULL, NULL);
