@@ -207,27 +207,16 @@ static void block_run(struct engine *e, struct engine_cmd *c)
 {
 	struct block_cmd *b = (struct block_cmd *)c;
 	struct store *s = engine_store(e);
-	struct identity_graph *g;
-	int t;
 
 	if (!s) {
 		c->result = WEFT_EUNAVAIL;
 		return;
 	}
 	c->result = store_identity_blocked_add(s, b->workspace_id, b->type, b->key, b->key_id);
-	if (c->result)
-		return;
-	g = engine_graph_mut(e, b->workspace_id);
-	engine_write_begin(e);
-	t = identity_graph_type(g, b->type);
-	c->result = t < 0 ? t : identity_graph_block(g, (uint16_t)t, b->key,
-						     engine_applied_seq(e), &b->split);
-	engine_write_end(e);
+	if (!c->result)
+		c->result = engine_block_identifier(e, b->workspace_id, b->type, b->key,
+						    &b->split);
 	engine_checkpoint_soon(e);
-	if (b->split.profile_id)
-		log_info("identity_split", "workspace=%lld profile=%llu parts=%u",
-			 (long long)b->workspace_id, (unsigned long long)b->split.profile_id,
-			 b->split.parts);
 }
 
 static void block_done(struct engine_cmd *c)

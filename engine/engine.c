@@ -83,6 +83,7 @@ struct engine_ws *engine_ws_find(struct engine *e, int64_t id, bool create)
 	memset(&e->ws[lo], 0, sizeof(e->ws[lo]));
 	e->ws[lo].id = id;
 	e->ws[lo].g = g;
+	e->ws[lo].ps = profile_store_new();
 	e->nws++;
 	pthread_rwlock_unlock(&e->rw);
 	return &e->ws[lo];
@@ -91,116 +92,10 @@ struct engine_ws *engine_ws_find(struct engine *e, int64_t id, bool create)
 void engine_ws_release(struct engine_ws *w)
 {
 	identity_graph_free(w->g);
+	profile_store_free(w->ps);
 	for (int s = 0; s < ENGINE_SECTIONS; s++)
 		free(w->saved[s].hash);
 	memset(w, 0, sizeof(*w));
-}
-
-/* ---- applying events ---- */
-
-static int hex_nibble(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
-static bool parse_key(const char *hex, uint8_t out[IDENTITY_KEY_BYTES])
-{
-	if (!hex || strlen(hex) != 2 * IDENTITY_KEY_BYTES)
-		return false;
-	for (int i = 0; i < IDENTITY_KEY_BYTES; i++) {
-		int hi = hex_nibble(hex[2 * i]), lo = hex_nibble(hex[2 * i + 1]);
-
-		if (hi < 0 || lo < 0)
-			return false;
-		out[i] = (uint8_t)(hi << 4 | lo);
-	}
-	return true;
-}
-
-/* The event's identifiers from the log's JSON; returns how many, or -1 if malformed. */
-static int parse_ids(struct identity_graph *g, const char *json, size_t len,
-		     struct identity_ident *ids)
-{
-	json_error_t jerr;
-	json_t *arr = json_loadb(json, len, 0, &jerr), *it;
-	size_t i;
-	int n = 0;
-
-	if (!json_is_array(arr)) {
-		json_decref(arr);
-		return -1;
-	}
-	json_array_foreach(arr, i, it) {
-		const char *type = json_string_value(json_object_get(it, "type"));
-		int t;
-
-		if (n == IDENTITY_EVENT_IDS_MAX)
-			break;
-		if (!type || !parse_key(json_string_value(json_object_get(it, "key")),
-					ids[n].key)) {
-			n = -1;
-			break;
-		}
-		if ((t = identity_graph_type(g, type)) < 0)
-			continue;	/* past the type limit: not an identifier */
-		ids[n].type = (uint16_t)t;
-		ids[n].previous = json_is_true(json_object_get(it, "previous"));
-		ids[n].blocked = json_is_true(json_object_get(it, "blocked"));
-		n++;
-	}
-	json_decref(arr);
-	return n;
-}
-
-void engine_apply_tuple(struct engine *e, const char *tuple, size_t len)
-{
-	struct store_field f[STORE_EVENT_FIELDS];
-	struct identity_ident ids[IDENTITY_EVENT_IDS_MAX];
-	struct identity_event_ids ev = { .ids = ids };
-	struct engine_ws *w;
-	const char *json;
-	size_t jlen;
-	int64_t ws_id;
-	uint64_t pid;
-	int n, rc;
-
-	if (store_tuple_fields(tuple, len, f, STORE_EVENT_FIELDS) != STORE_EVENT_FIELDS ||
-	    f[0].len != 8 || f[1].len != 8 || f[8].len != 8 ||
-	    store_field_jsonb(&f[10], &json, &jlen)) {
-		log_error("engine_bad_row", "len=%zu", len);
-		return;
-	}
-	ws_id = store_field_int8(&f[0]);
-	ev.seq = store_field_int8(&f[1]);
-	w = engine_ws_find(e, ws_id, true);
-	if (ev.seq <= e->applied || ev.seq <= w->applied)
-		return;
-	ev.ts_us = store_field_timestamptz(&f[8]);
-	ev.ref = (uint64_t)ev.seq;
-	ev.alias = f[3].len == 5 && memcmp(f[3].data, "alias", 5) == 0;
-	pthread_rwlock_wrlock(&e->rw);
-	n = parse_ids(w->g, json, jlen, ids);
-	if (n < 0) {
-		pthread_rwlock_unlock(&e->rw);
-		log_error("engine_bad_identifiers", "workspace=%lld seq=%lld",
-			  (long long)ws_id, (long long)ev.seq);
-		w->applied = ev.seq;
-		return;
-	}
-	ev.n = (size_t)n;
-	rc = identity_graph_apply(w->g, &ev, &pid);
-	pthread_rwlock_unlock(&e->rw);
-	if (rc)
-		log_error("engine_apply_failed", "workspace=%lld seq=%lld error=%s",
-			  (long long)ws_id, (long long)ev.seq, weft_strerror(rc));
-	w->applied = ev.seq;
-	pthread_mutex_lock(&e->mu);
-	e->stats.events_applied++;
-	pthread_mutex_unlock(&e->mu);
 }
 
 static int catch_up_row(void *arg, const char *tuple, size_t len)
@@ -317,11 +212,11 @@ static void record_lag(struct engine *e, double lag)
 /* The first stored seq of a batch. */
 static int64_t batch_first_seq(const struct feed_batch *b)
 {
-	struct store_field f[2];
+	struct store_field f[STORE_EVENT_FIELDS];
 	uint32_t len;
 
 	memcpy(&len, b->data, 4);
-	if (store_tuple_fields(b->data + 4, len, f, 2) < 2 || f[1].len != 8)
+	if (store_tuple_fields(b->data + 4, len, f, STORE_EVENT_FIELDS) < 2 || f[1].len != 8)
 		return 0;
 	return store_field_int8(&f[1]);
 }
@@ -426,6 +321,13 @@ const struct identity_graph *engine_graph(struct engine *e, int64_t workspace_id
 	struct engine_ws *w = engine_ws_find(e, workspace_id, false);
 
 	return w ? w->g : NULL;
+}
+
+const struct profile_store *engine_profiles(struct engine *e, int64_t workspace_id)
+{
+	struct engine_ws *w = engine_ws_find(e, workspace_id, false);
+
+	return w ? w->ps : NULL;
 }
 
 void engine_stats(struct engine *e, struct engine_stats *out)
@@ -604,14 +506,22 @@ static void *engine_main(void *arg)
 	double wait = 0.1;
 	bool stop = false, failed = false;
 
-	if (start_up(e) == 0 && store_log_head(e->store, &head) == 0)
+	if (start_up(e) == 0) {
+		int rc = store_log_head(e->store, &head);
+
+		/* Without the head, the first fed commit reveals the gap instead. */
+		if (rc)
+			log_warn("engine_log_head", "error=%s", weft_strerror(rc));
 		target = head;
+	}
 	pthread_mutex_lock(&e->mu);
 	e->stats.loaded = e->store != NULL;
 	pthread_mutex_unlock(&e->mu);
 	while (e->store) {
+		/* Wait for work only when there is none: a start-up catch-up begins at once. */
+		double idle = failed ? wait : target > e->applied ? 0 : e->cp_interval / 4;
 		struct engine_cmd *more = take_work(e, &pending, &pending_tail, &target, &stop,
-						    failed ? wait : e->cp_interval / 4);
+						    idle);
 		int rc = 0;
 
 		for (struct engine_cmd **p = &cmds; more; more = NULL) {
@@ -713,6 +623,7 @@ void engine_free(struct engine *e)
 		engine_ws_release(&e->ws[i]);
 	free(e->ws);
 	buf_release(&e->hdr);
+	buf_release(&e->hdr2);
 	store_free(e->store);
 	pthread_rwlock_destroy(&e->rw);
 	pthread_mutex_destroy(&e->mu);

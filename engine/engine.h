@@ -52,6 +52,9 @@ void engine_read_begin(struct engine *e);
 void engine_read_end(struct engine *e);
 /* The workspace's graph (NULL if it has none yet); only between read_begin and read_end. */
 const struct identity_graph *engine_graph(struct engine *e, int64_t workspace_id);
+struct profile_store;
+/* The workspace's profiles (NULL if none yet); as engine_graph. */
+const struct profile_store *engine_profiles(struct engine *e, int64_t workspace_id);
 
 struct engine_stats {
 	bool loaded;			/* the checkpoint is loaded */
@@ -104,6 +107,16 @@ void engine_write_begin(struct engine *e);
 void engine_write_end(struct engine *e);
 /* For run(): the workspace's graph, created empty if it has none. */
 struct identity_graph *engine_graph_mut(struct engine *e, int64_t workspace_id);
+struct identity_split;
+/*
+ * For run(): blocks (type, key) in the workspace's graph and repairs the
+ * past (identity_graph_block), moving each event of a split profile, with
+ * its traits and counters, to the part that holds it now. Takes the write
+ * lock itself. WEFT_EUNAVAIL if the events could not be read back (the
+ * block holds; the profiles are rebuilt on the next start or rebuild).
+ */
+int engine_block_identifier(struct engine *e, int64_t workspace_id, const char *type,
+			    const uint8_t key[16], struct identity_split *out);
 /* For run(): every event up to here is applied. */
 int64_t engine_applied_seq(struct engine *e);
 /* For run(): asks for a checkpoint as soon as the command is done. */

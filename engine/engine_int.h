@@ -9,14 +9,16 @@
 #include "engine/engine.h"
 #include "identity/identity.h"
 #include "lib/buf.h"
+#include "profiles/profiles.h"
 
 /*
  * The format of the persisted state: the identity snapshot's version and
  * the way the engine lays sections out. A checkpoint of another format is
  * not loaded; the engine rebuilds from the log instead.
  */
-#define ENGINE_FORMAT (100 * IDENTITY_SNAPSHOT_VERSION + 1)
-#define ENGINE_SECTIONS IDENTITY_SECTIONS
+#define ENGINE_FORMAT (10000 * IDENTITY_SNAPSHOT_VERSION + 100 * PROFILE_SNAPSHOT_VERSION + 2)
+/* A workspace's sections: the graph's, then the profile store's. */
+#define ENGINE_SECTIONS (IDENTITY_SECTIONS + PROFILE_SECTIONS)
 
 /* What was last saved of one section: a hash per page, to write only the changed ones. */
 struct page_hashes {
@@ -27,6 +29,7 @@ struct page_hashes {
 struct engine_ws {
 	int64_t id;
 	struct identity_graph *g;
+	struct profile_store *ps;
 	int64_t applied;	/* the last event applied to it (catch-up skips up to here) */
 	struct page_hashes saved[ENGINE_SECTIONS];
 };
@@ -68,7 +71,7 @@ struct engine {
 	double last_cp, cp_cost;
 	struct engine_ws *ws;		/* sorted by id */
 	size_t nws, ws_cap;
-	struct buf hdr;			/* scratch for a snapshot header */
+	struct buf hdr, hdr2;		/* scratch for snapshot headers */
 };
 
 double engine_now(void);
@@ -78,6 +81,12 @@ struct engine_ws *engine_ws_find(struct engine *e, int64_t id, bool create);
 /* Applies one stored event (a binary COPY tuple of the log). Never fails the caller: a
  * malformed row is logged and skipped. */
 void engine_apply_tuple(struct engine *e, const char *tuple, size_t len);
+/*
+ * After the graph split old_profile: forgets its profile data and records
+ * each of its events again on the part that now holds it (reading them
+ * back from the log). Call with the write lock held.
+ */
+int engine_split_profiles(struct engine *e, struct engine_ws *w, uint64_t old_profile);
 /* Reads and applies the log's events after e->applied up to target, for every workspace. */
 int engine_catch_up(struct engine *e, int64_t target);
 

@@ -72,6 +72,8 @@ static void reset_ws(struct engine_ws *w)
 	identity_graph_free(w->g);
 	w->g = identity_graph_new(rules);
 	identity_rules_free(rules);
+	profile_store_free(w->ps);
+	w->ps = profile_store_new();
 	for (int k = 0; k < ENGINE_SECTIONS; k++) {
 		free(w->saved[k].hash);
 		memset(&w->saved[k], 0, sizeof(w->saved[k]));

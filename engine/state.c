@@ -93,6 +93,18 @@ static void save_release(struct save *s, size_t nnext)
 	free(s->clear);
 }
 
+/* A workspace's sections: the graph's, then the profile store's (headers in e's scratch). */
+static void ws_sections(struct engine *e, const struct engine_ws *w,
+			struct identity_section out[ENGINE_SECTIONS])
+{
+	struct profile_section ps[PROFILE_SECTIONS];
+
+	identity_graph_sections(w->g, &e->hdr, out);
+	profile_store_sections(w->ps, &e->hdr2, ps);
+	for (int k = 0; k < PROFILE_SECTIONS; k++)
+		out[IDENTITY_SECTIONS + k] = (struct identity_section){ ps[k].data, ps[k].bytes };
+}
+
 int engine_state_save(struct engine *e)
 {
 	struct save s = { .data = BUF_INIT };
@@ -106,10 +118,10 @@ int engine_state_save(struct engine *e)
 	}
 	for (size_t i = 0; i < e->nws; i++) {
 		struct engine_ws *w = &e->ws[i];
-		struct identity_section secs[IDENTITY_SECTIONS];
+		struct identity_section secs[ENGINE_SECTIONS];
 		struct page_hashes none = { 0 };
 
-		identity_graph_sections(w->g, &e->hdr, secs);
+		ws_sections(e, w, secs);
 		for (int k = 0; k < ENGINE_SECTIONS; k++)
 			diff_section(&s, w->id, k, &secs[k], e->clear_all ? &none : &w->saved[k],
 				     &s.next[i * ENGINE_SECTIONS + k]);
@@ -163,21 +175,29 @@ static void load_reset(struct load *l)
 static int load_finish(struct load *l)
 {
 	struct identity_section in[IDENTITY_SECTIONS];
+	struct profile_section pin[PROFILE_SECTIONS];
 	struct identity_graph *g = NULL;
+	struct profile_store *ps = NULL;
 	struct engine_ws *w;
 
 	if (!l->ws)
 		return 0;
-	for (int k = 0; k < ENGINE_SECTIONS; k++)
+	for (int k = 0; k < IDENTITY_SECTIONS; k++)
 		in[k] = (struct identity_section){ l->secs[k].data, l->secs[k].len };
-	if (l->bad || identity_graph_restore(in, &g)) {
+	for (int k = 0; k < PROFILE_SECTIONS; k++)
+		pin[k] = (struct profile_section){ l->secs[IDENTITY_SECTIONS + k].data,
+						   l->secs[IDENTITY_SECTIONS + k].len };
+	if (l->bad || identity_graph_restore(in, &g) || profile_store_restore(pin, &ps)) {
 		log_error("engine_state_unreadable", "workspace=%lld", (long long)l->ws);
+		identity_graph_free(g);
 		load_reset(l);
 		return WEFT_EINVAL;
 	}
 	w = engine_ws_find(l->e, l->ws, true);
 	identity_graph_free(w->g);
+	profile_store_free(w->ps);
 	w->g = g;
+	w->ps = ps;
 	for (int k = 0; k < ENGINE_SECTIONS; k++) {
 		w->saved[k] = l->hashes[k];
 		memset(&l->hashes[k], 0, sizeof(l->hashes[k]));
@@ -262,22 +282,10 @@ int engine_state_load(struct engine *e)
 
 static int load_blocked(void *arg, int64_t ws, const char *type, const uint8_t key[16])
 {
-	struct engine *e = arg;
-	struct identity_graph *g = engine_ws_find(e, ws, true)->g;
 	struct identity_split split;
-	int t;
 
-	pthread_rwlock_wrlock(&e->rw);
-	t = identity_graph_type(g, type);
-	if (t >= 0)
-		identity_graph_block(g, (uint16_t)t, key, e->applied, &split);
-	pthread_rwlock_unlock(&e->rw);
-	if (t >= 0 && split.profile_id) {
-		log_info("engine_split", "workspace=%lld profile=%llu parts=%u", (long long)ws,
-			 (unsigned long long)split.profile_id, split.parts);
-		e->cp_soon = true;
-	}
-	return 0;
+	/* Already split before a restart: nothing left to do but block. */
+	return engine_block_identifier(arg, ws, type, key, &split);
 }
 
 int engine_config_load(struct engine *e)

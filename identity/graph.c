@@ -862,6 +862,12 @@ uint64_t identity_graph_lookup(const struct identity_graph *g, uint16_t type,
 	return x ? pid_of_root(g, find_root_ro(g, x)) : 0;
 }
 
+uint32_t identity_graph_node(const struct identity_graph *g, uint16_t type,
+			     const uint8_t key[IDENTITY_KEY_BYTES])
+{
+	return graph_find_node(g, type, key);
+}
+
 uint64_t identity_graph_resolve(const struct identity_graph *g, uint64_t profile_id)
 {
 	if (profile_id == 0 || profile_id >= g->nprofiles)
@@ -886,6 +892,7 @@ bool identity_ids_iter_next(struct identity_ids_iter *it, struct identity_ident_
 		return false;
 	n = &it->g->nodes[it->next];
 	memcpy(out->key, n->key, IDENTITY_KEY_BYTES);
+	out->node = it->next;
 	out->type = n->type;
 	out->last_seen_day = n->seen;
 	it->next = n->ring == it->first ? 0 : n->ring;

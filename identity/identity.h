@@ -221,6 +221,17 @@ int identity_graph_apply(struct identity_graph *g, const struct identity_event_i
 int identity_graph_apply_batch(struct identity_graph *g, const struct identity_event_ids *evs,
 			       size_t n, uint64_t *profile_ids, size_t *applied);
 
+/*
+ * The profiles the last identity_graph_apply() merged into the event's
+ * profile (absorbed ids, oldest first is not promised), valid until the
+ * graph next changes. Returns how many.
+ */
+size_t identity_graph_last_absorbed(const struct identity_graph *g, const uint32_t **pids);
+
+/* The node number of identifier (type, key), 0 if the graph has none: per-identifier data kept elsewhere is indexed by it. */
+uint32_t identity_graph_node(const struct identity_graph *g, uint16_t type,
+			     const uint8_t key[IDENTITY_KEY_BYTES]);
+
 /* The profile holding (type, key), as it is now; 0 if none does. */
 uint64_t identity_graph_lookup(const struct identity_graph *g, uint16_t type,
 			       const uint8_t key[IDENTITY_KEY_BYTES]);
@@ -264,6 +275,7 @@ void identity_graph_stats(const struct identity_graph *g, struct identity_stats 
 
 struct identity_ident_info {
 	uint8_t key[IDENTITY_KEY_BYTES];
+	uint32_t node;		/* its node number (identity_graph_node) */
 	uint16_t type;
 	uint16_t last_seen_day;	/* (UTC) day of the latest event it was on, days since 1970 */
 };

@@ -237,6 +237,8 @@ struct identity_graph {
 	struct pending pend[2 * IDENTITY_EVENT_IDS_MAX];
 	uint32_t mprof[IDENTITY_EVENT_IDS_MAX];		/* matched profiles */
 	uint16_t mfirst[IDENTITY_EVENT_IDS_MAX];	/* their first item */
+	uint32_t absorbed[IDENTITY_EVENT_IDS_MAX];	/* merged into the last event's profile */
+	size_t nabsorbed;
 	/* Per type, for limit checks: acc[t] is valid while epoch[t] == check. */
 	uint32_t acc[IDENTITY_TYPES_MAX];
 	uint32_t epoch[IDENTITY_TYPES_MAX];

@@ -372,6 +372,7 @@ static uint32_t merge(struct identity_graph *g, struct match *m)
 
 		if (g->mprof[p] == final)
 			continue;
+		g->absorbed[g->nabsorbed++] = g->mprof[p];
 		rec_init(&rec, m->ev);
 		memcpy(rec.key, it->key, IDENTITY_KEY_BYTES);
 		rec.type = it->type;
@@ -486,6 +487,7 @@ int identity_graph_apply(struct identity_graph *g, const struct identity_event_i
 	uint32_t final = 0;
 
 	*profile_id = 0;
+	g->nabsorbed = 0;
 	if (ev->n > IDENTITY_EVENT_IDS_MAX || (ev->n && !ev->ids) ||
 	    ev->seq < 0 || ev->seq >= IDENTITY_SEQ_LIMIT)
 		return WEFT_EINVAL;
@@ -565,4 +567,10 @@ int identity_graph_apply_batch(struct identity_graph *g, const struct identity_e
 	}
 	*applied = n;
 	return 0;
+}
+
+size_t identity_graph_last_absorbed(const struct identity_graph *g, const uint32_t **pids)
+{
+	*pids = g->absorbed;
+	return g->nabsorbed;
 }

@@ -410,3 +410,28 @@ int store_log_read(struct store *s, int64_t workspace_id, int64_t after,
 		 (long long)workspace_id, (long long)after, (long long)upto);
 	return store_copy_out(s, sql, "read events", fn, arg);
 }
+
+int store_log_read_seqs(struct store *s, int64_t workspace_id, const int64_t *seqs, size_t n,
+			int (*fn)(void *arg, const char *tuple, size_t len), void *arg)
+{
+	struct buf sql = BUF_INIT;
+	int rc = 0;
+
+	/* COPY takes no parameters: the numbers go into the text, a chunk at a time. */
+	for (size_t at = 0; at < n && !rc; at += STORE_READ_SEQS_CHUNK) {
+		size_t end = at + STORE_READ_SEQS_CHUNK < n ? at + STORE_READ_SEQS_CHUNK : n;
+
+		buf_reset(&sql);
+		buf_printf(&sql, "COPY (SELECT workspace_id, seq, message_id, type, event,"
+			   " received_at, sent_at, original_timestamp, \"timestamp\","
+			   " key_id, identifiers, payload FROM events"
+			   " WHERE workspace_id = %lld AND seq = ANY('{", (long long)workspace_id);
+		for (size_t i = at; i < end; i++)
+			buf_printf(&sql, "%s%lld", i > at ? "," : "", (long long)seqs[i]);
+		buf_adds(&sql, "}'::bigint[]) ORDER BY seq) TO STDOUT (FORMAT binary)");
+		buf_addc(&sql, '\0');
+		rc = store_copy_out(s, sql.data, "read events by seq", fn, arg);
+	}
+	buf_release(&sql);
+	return rc;
+}

@@ -205,6 +205,17 @@ int store_log_read(struct store *s, int64_t workspace_id, int64_t after,
 		   void *arg);
 
 /* One field of a binary tuple: it points into the tuple, not copied. */
+/* Seqs per query of store_log_read_seqs. */
+#define STORE_READ_SEQS_CHUNK 10000
+
+/*
+ * Streams the events of workspace_id whose seq is in seqs[0..n), in seq
+ * order within each chunk of STORE_READ_SEQS_CHUNK (ascending overall if
+ * seqs is), as store_log_read() does. Missing seqs are skipped.
+ */
+int store_log_read_seqs(struct store *s, int64_t workspace_id, const int64_t *seqs, size_t n,
+			int (*fn)(void *arg, const char *tuple, size_t len), void *arg);
+
 struct store_field {
 	const char *data;
 	int32_t len;		/* -1: NULL (data is NULL) */
