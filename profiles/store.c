@@ -79,6 +79,7 @@ struct profile_store {
 	uint32_t *acct_tab;		/* open addressing: account index + 1 */
 	size_t acct_tab_cap;
 	uint64_t ntraits, nprofiles;	/* live traits, profiles with a record */
+	size_t nev_forgotten;		/* entries of forgotten events (seq 0) */
 };
 
 /* ---- growth ---- */
@@ -324,6 +325,16 @@ static void rec_decode(const struct profile_store *ps, uint32_t at, struct rec *
 		r->accounts[i] = (uint32_t)rd(&rd_, 4);
 }
 
+/* The traits r holds a value for (a removed one is kept only for its timestamp). */
+static uint64_t live_traits(const struct rec *r)
+{
+	uint64_t n = 0;
+
+	for (size_t i = 0; i < r->ntraits; i++)
+		n += r->traits[i].len != 0;
+	return n;
+}
+
 static size_t rec_size(const struct rec *r)
 {
 	size_t n = 4 + 8 + 8 + 8 + 8;
@@ -565,21 +576,22 @@ int profile_store_apply(struct profile_store *ps, const struct profile_event *ev
 	struct rec r;
 	const char *name;
 	uint32_t acct = 0;
-	bool has_acct = false, had;
+	uint64_t live;
+	bool had;
 	int rc = 0, rc2;
 
 	if (!ev->profile_id)
 		return 0;
-	/* The account first: it may grow the heap the record's values are read from. */
-	if (ev->account_key) {
-		if ((rc2 = apply_account(ps, ev, &acct)))
-			rc = rc2;
-		else
-			has_acct = true;
-	}
+	/*
+	 * The account first: it may grow the heap the record's values are
+	 * read from. It exists even if part of its traits did not fit.
+	 */
+	if (ev->account_key)
+		rc = apply_account(ps, ev, &acct);
 	p = prof_at(ps, ev->profile_id);
 	had = p->rec != 0;
 	rec_decode(ps, p->rec, &r);
+	live = live_traits(&r);
 	if (!r.first_us || ev->ts_us < r.first_us)
 		r.first_us = ev->ts_us;
 	if (ev->ts_us > r.last_us)
@@ -589,10 +601,12 @@ int profile_store_apply(struct profile_store *ps, const struct profile_event *ev
 	add_counter(&r, intern(ps, name, strnlen(name, NAME_MAX_BYTES)), 1);
 	if (json_is_object(ev->traits) && (rc2 = set_traits(ps, &r, ev->traits, ev->ts_us)))
 		rc = rc2;
-	if (has_acct)
+	if (ev->account_key)
 		add_account(&r, acct);
 	if ((rc2 = rec_store(ps, &r, &p->rec, &p->slot_shift)))
 		rc = rc2;	/* too big: the record stays as it was */
+	else
+		ps->ntraits += live_traits(&r) - live;
 	if (!had && p->rec)
 		ps->nprofiles++;
 	rec_release(&r);
@@ -670,6 +684,7 @@ void profile_store_merge(struct profile_store *ps, uint64_t survivor, uint64_t a
 {
 	struct prof *s, *a;
 	struct rec rs, ra;
+	uint64_t live;
 	uint32_t ring;
 
 	if (survivor == absorbed || !survivor || !absorbed)
@@ -680,6 +695,8 @@ void profile_store_merge(struct profile_store *ps, uint64_t survivor, uint64_t a
 	if (a->rec) {
 		rec_decode(ps, s->rec, &rs);
 		rec_decode(ps, a->rec, &ra);
+		live = live_traits(&rs);
+		ps->ntraits -= live_traits(&ra);
 		if (!s->rec) {
 			ps->nprofiles++;
 			rs.first_us = ra.first_us;
@@ -697,7 +714,8 @@ void profile_store_merge(struct profile_store *ps, uint64_t survivor, uint64_t a
 		for (size_t i = 0; i < ra.naccounts; i++)
 			add_account(&rs, ra.accounts[i]);
 		/* Too big for one record: the survivor keeps what it had. */
-		rec_store(ps, &rs, &s->rec, &s->slot_shift);
+		if (rec_store(ps, &rs, &s->rec, &s->slot_shift) == 0)
+			ps->ntraits += live_traits(&rs) - live;
 		rec_release(&rs);
 		rec_release(&ra);
 		rec_free(ps, &a->rec, &a->slot_shift);
@@ -767,8 +785,14 @@ int64_t *profile_store_forget(struct profile_store *ps, uint64_t profile_id, siz
 			}
 			out[(*n)++] = ps->ev_seq[e];
 			ps->ev_seq[e] = 0;	/* the entry stays, unused */
+			ps->nev_forgotten++;
 		}
 		if (p->rec) {
+			struct rec r;
+
+			rec_decode(ps, p->rec, &r);
+			ps->ntraits -= live_traits(&r);
+			rec_release(&r);
 			rec_free(ps, &p->rec, &p->slot_shift);
 			ps->nprofiles--;
 		}
@@ -795,19 +819,32 @@ void profile_store_identifier(const struct profile_store *ps, uint32_t node,
 size_t profile_store_events(const struct profile_store *ps, uint64_t profile_id,
 			    int64_t before_seq, int64_t after_seq, int64_t *out, size_t max)
 {
-	uint32_t heads[256];
-	size_t k = 0, n = 0;
+	uint32_t few[256], *heads = few;
+	size_t k = 0, n = 0, cap = sizeof(few) / sizeof(few[0]);
 	uint64_t q;
 
 	if (!profile_id || profile_id >= ps->nprofs)
 		return 0;
-	/* One cursor per chain of the merged set (the merge cap keeps it small). */
+	/*
+	 * One cursor per chain of the merged set: few under the default merge
+	 * cap, but a workspace may raise the cap.
+	 */
 	q = profile_id;
 	do {
 		const struct prof *p = &ps->profs[q];
 
-		if (p->ev_head && k < sizeof(heads) / sizeof(heads[0]))
+		if (p->ev_head) {
+			if (k == cap) {
+				uint32_t *more = xmalloc(xmul(2 * cap, sizeof(*heads)));
+
+				memcpy(more, heads, k * sizeof(*heads));
+				if (heads != few)
+					free(heads);
+				heads = more;
+				cap *= 2;
+			}
 			heads[k++] = p->ev_head;
+		}
 		q = p->ring ? p->ring : q;
 	} while (q != profile_id);
 	while (n < max) {
@@ -826,6 +863,8 @@ size_t profile_store_events(const struct profile_store *ps, uint64_t profile_id,
 		out[n++] = ps->ev_seq[heads[best]];
 		heads[best] = ps->ev_prev[heads[best]];
 	}
+	if (heads != few)
+		free(heads);
 	return n;
 }
 
@@ -943,7 +982,8 @@ void profile_view_release(struct profile_view *v)
 void profile_store_stats(const struct profile_store *ps, struct profile_store_stats *out)
 {
 	out->profiles = ps->nprofiles;
-	out->events = ps->nev - 1;
+	out->traits = ps->ntraits;
+	out->events = ps->nev - 1 - ps->nev_forgotten;
 	out->bytes = sizeof(*ps) + ps->profs_cap * sizeof(*ps->profs) + ps->heap_cap +
 		     ps->ev_cap * (sizeof(*ps->ev_seq) + sizeof(*ps->ev_prev)) +
 		     ps->nseen * sizeof(*ps->seen) + ps->names_cap * sizeof(*ps->name_off) +
@@ -961,7 +1001,7 @@ void profile_store_sections(const struct profile_store *ps, struct buf *hdr,
 		.magic = SNAP_MAGIC, .version = PROFILE_SNAPSHOT_VERSION,
 		.nprofs = ps->nprofs, .heap_len = ps->heap_len, .nev = ps->nev,
 		.nseen = ps->nseen, .nnames = ps->nnames, .names_len = ps->names_len,
-		.naccounts = ps->naccounts, .nprofiles = ps->nprofiles,
+		.naccounts = ps->naccounts, .ntraits = ps->ntraits, .nprofiles = ps->nprofiles,
 	};
 	size_t i = 0;
 
@@ -996,6 +1036,13 @@ static void *load(const struct profile_section *s, uint64_t n, size_t elem, size
 	if (cap)
 		*cap = n ? n : 1;
 	return p;
+}
+
+/* Whether the slot of 2^shift bytes at heap offset at + 1 (0: none) lies inside the heap. */
+static bool slot_ok(const struct profile_store *ps, uint64_t at, unsigned shift)
+{
+	return !at || (shift >= SLOT_MIN_SHIFT && shift <= SLOT_MAX_SHIFT &&
+		       at - 1 + ((uint64_t)1 << shift) <= ps->heap_len);
 }
 
 /* The table size for n entries: a power of two above n, at least 64. */
@@ -1039,15 +1086,28 @@ int profile_store_restore(const struct profile_section in[PROFILE_SECTIONS],
 	ps->names_len = h.names_len;
 	ps->accounts = load(&in[8], h.naccounts, sizeof(*ps->accounts), &ps->accounts_cap, &bad);
 	ps->naccounts = h.naccounts;
+	ps->ntraits = h.ntraits;
 	ps->nprofiles = h.nprofiles;
 	memcpy(ps->free_head, h.free_head, sizeof(ps->free_head));
-	/* Names must be NUL-terminated strings inside name_str; records inside the heap. */
+	/*
+	 * Names must be NUL-terminated strings inside name_str; slots (records
+	 * and free lists) inside the heap; each event entry must point to an
+	 * older one, so that every chain ends.
+	 */
 	for (size_t i = 0; !bad && i < ps->nnames; i++)
 		bad = ps->name_off[i] >= ps->names_len ||
 		      !memchr(ps->name_str + ps->name_off[i], '\0', ps->names_len - ps->name_off[i]);
 	for (size_t i = 0; !bad && i < ps->nprofs; i++)
-		bad = ps->profs[i].rec > ps->heap_len || ps->profs[i].ev_head >= ps->nev ||
-		      ps->profs[i].ring >= ps->nprofs;
+		bad = !slot_ok(ps, ps->profs[i].rec, ps->profs[i].slot_shift) ||
+		      ps->profs[i].ev_head >= ps->nev || ps->profs[i].ring >= ps->nprofs;
+	for (size_t i = 0; !bad && i < ps->naccounts; i++)
+		bad = !slot_ok(ps, ps->accounts[i].rec, ps->accounts[i].slot_shift);
+	for (unsigned k = 0; !bad && k < NCLASSES; k++)
+		bad = !slot_ok(ps, ps->free_head[k], k + SLOT_MIN_SHIFT);
+	for (size_t i = 0; !bad && i < ps->nev; i++) {
+		bad = ps->ev_prev[i] >= (i ? i : 1);
+		ps->nev_forgotten += i && !ps->ev_seq[i];
+	}
 	if (bad) {
 		profile_store_free(ps);
 		return WEFT_EINVAL;
