@@ -19,7 +19,7 @@
 #include "lib/log.h"
 #include "privacy/privacy.h"
 
-/* Records one history answer holds, oldest first. */
+/* Records one history answer holds: the newest, listed oldest first. */
 #define HISTORY_MAX 1000
 
 static void reply_engine_error(struct http_request *req, int rc, const char *what)
@@ -36,12 +36,21 @@ static void reply_engine_error(struct http_request *req, int rc, const char *wha
 	http_reply_json_error(req, 500, "internal_error", msg);
 }
 
-static bool no_engine(struct api *a, struct http_request *req)
+bool api_engine_unready(struct api *a, struct http_request *req)
 {
-	if (a->engine)
-		return false;
-	http_reply_json_error(req, 503, "unavailable", "the identity engine is not running");
-	return true;
+	if (!a->engine) {
+		http_reply_json_error(req, 503, "unavailable", "the identity engine is not running");
+		return true;
+	}
+	if (!engine_ready(a->engine)) {
+		/* Right after a start the state is still loading: an answer now would show the past. */
+		http_reply_add_header(req, "Retry-After", "1");
+		http_reply_json_error(req, 503, "loading",
+				      "the profile state is loading (replaying the event log); retry "
+				      "shortly");
+		return true;
+	}
+	return false;
 }
 
 static bool type_name_ok(const char *name)
@@ -149,7 +158,7 @@ void api_identity_rules(struct api *a, struct http_request *req)
 		http_reply_json_error(req, 405, "method_not_allowed", "use GET or PUT");
 		return;
 	}
-	if (!(key = api_authenticate(a, req, NULL, STORE_ROLE_ADMIN)) || no_engine(a, req))
+	if (!(key = api_authenticate(a, req, NULL, STORE_ROLE_ADMIN)) || api_engine_unready(a, req))
 		return;
 	if (strcmp(method, "GET") == 0) {
 		char *text;
@@ -257,7 +266,7 @@ void api_identity_blocked(struct api *a, struct http_request *req)
 		http_reply_json_error(req, 405, "method_not_allowed", "use POST");
 		return;
 	}
-	if (!(key = api_authenticate(a, req, NULL, STORE_ROLE_ADMIN)) || no_engine(a, req))
+	if (!(key = api_authenticate(a, req, NULL, STORE_ROLE_ADMIN)) || api_engine_unready(a, req))
 		return;
 	body = http_request_body(req, &len);
 	doc = json_loadb(body, len, 0, &jerr);
@@ -530,7 +539,7 @@ void api_identity_history(struct api *a, struct http_request *req, const char *i
 		http_reply_json_error(req, 405, "method_not_allowed", "use GET");
 		return;
 	}
-	if (!(key = api_authenticate(a, req, NULL, STORE_ROLE_READ)) || no_engine(a, req))
+	if (!(key = api_authenticate(a, req, NULL, STORE_ROLE_READ)) || api_engine_unready(a, req))
 		return;
 	h = xcalloc(1, sizeof(*h));
 	engine_read_begin(a->engine);
@@ -554,8 +563,10 @@ void api_identity_history(struct api *a, struct http_request *req, const char *i
 		const char *name;
 
 		if (h->n == HISTORY_MAX) {
+			/* Keep the newest: drop the oldest kept so far. */
 			h->truncated = true;
-			break;
+			memmove(h->items, h->items + 1, (h->n - 1) * sizeof(*h->items));
+			h->n--;
 		}
 		if (h->n == cap) {
 			cap = cap ? 2 * cap : 16;

@@ -93,6 +93,7 @@ void engine_ws_release(struct engine_ws *w)
 {
 	identity_graph_free(w->g);
 	profile_store_free(w->ps);
+	engine_ws_release_filters(w);
 	for (int s = 0; s < ENGINE_SECTIONS; s++)
 		free(w->saved[s].hash);
 	memset(w, 0, sizeof(*w));
@@ -330,6 +331,16 @@ const struct profile_store *engine_profiles(struct engine *e, int64_t workspace_
 	return w ? w->ps : NULL;
 }
 
+bool engine_ready(struct engine *e)
+{
+	bool ready;
+
+	pthread_mutex_lock(&e->mu);
+	ready = e->stats.ready;
+	pthread_mutex_unlock(&e->mu);
+	return ready;
+}
+
 void engine_stats(struct engine *e, struct engine_stats *out)
 {
 	pthread_mutex_lock(&e->mu);
@@ -552,6 +563,8 @@ static void *engine_main(void *arg)
 		}
 		pthread_mutex_lock(&e->mu);
 		e->stats.caught_up = !rc && !pending;
+		if (e->stats.caught_up)
+			e->stats.ready = true;
 		pthread_mutex_unlock(&e->mu);
 		if (rc) {
 			log_warn("engine_behind", "error=%s applied=%lld retry_s=%.1f",

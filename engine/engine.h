@@ -59,6 +59,7 @@ const struct profile_store *engine_profiles(struct engine *e, int64_t workspace_
 struct engine_stats {
 	bool loaded;			/* the checkpoint is loaded */
 	bool caught_up;			/* and the log replayed up to what the feed gave */
+	bool ready;			/* loaded, and replayed once up to the head found at start */
 	int64_t applied_seq;		/* every event up to here is applied */
 	int64_t checkpoint_seq;
 	uint64_t events_applied;
@@ -78,6 +79,8 @@ struct engine_stats {
 extern const double engine_lag_bounds[7];
 
 void engine_stats(struct engine *e, struct engine_stats *out);
+/* True once the state is loaded and the log replayed up to where it ended at start: before, reads would show the past. */
+bool engine_ready(struct engine *e);
 
 /* ---- commands ---- */
 
@@ -117,6 +120,23 @@ struct identity_split;
  */
 int engine_block_identifier(struct engine *e, int64_t workspace_id, const char *type,
 			    const uint8_t key[16], struct identity_split *out);
+/* What engine_erase_profile() did. */
+struct engine_erasure {
+	int64_t erasure_id;
+	uint8_t (*keys)[16];	/* the person's identifier keys (malloc'd; caller frees) */
+	size_t nkeys;
+};
+
+/*
+ * For run(): erases the profile profile_id resolves to (docs/profiles.md#erase):
+ * records the erasure (and, with suppress, puts its identifier keys on the
+ * suppression list) in the database first, then wipes it from the graph
+ * and the profile store. Deleting its rows from the log is the caller's
+ * job (store_erasure_delete_rows, then store_erasure_finish). Returns 0,
+ * WEFT_ENOTFOUND, or the database's error (then nothing changed).
+ */
+int engine_erase_profile(struct engine *e, int64_t workspace_id, uint64_t profile_id,
+			 bool suppress, int64_t key_id, struct engine_erasure *out);
 /* For run(): every event up to here is applied. */
 int64_t engine_applied_seq(struct engine *e);
 /* For run(): asks for a checkpoint as soon as the command is done. */

@@ -29,7 +29,7 @@ import { fileURLToPath } from 'node:url';
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const weftBin = path.resolve(process.env.WEFT_BIN || path.join(repoRoot, 'weft'));
 const pgScript = path.join(repoRoot, 'scripts', 'pg');
-const psqlBin = fs.existsSync('/usr/lib/postgresql/15/bin/psql')
+export const psqlBin = fs.existsSync('/usr/lib/postgresql/15/bin/psql')
 	? '/usr/lib/postgresql/15/bin/psql'
 	: 'psql';
 
@@ -242,10 +242,14 @@ function tail(file, lines = 40) {
 const SANITIZER_RE = /ERROR: (AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer)|runtime error:|SUMMARY: \w+Sanitizer/;
 
 export class Weft {
-	constructor(name) {
+	// opts.workspaces: names of more workspaces to create in setup(), each
+	// with its own keys, found in this.workspaces[name] (see addWorkspace).
+	constructor(name, { workspaces = [] } = {}) {
 		this.name = name;
 		this.workspace = 'it';
 		this.keys = {};
+		this.extraWorkspaces = workspaces;
+		this.workspaces = {};
 		this.proc = null;
 		this.exited = null; // promise of { code, signal } for this.proc
 		this.tmp = null;
@@ -304,6 +308,7 @@ export class Weft {
 		const ws = await this.query(sql`SELECT workspace_id FROM workspaces WHERE name = ${this.workspace}`);
 		assert.equal(ws.length, 1, `workspace '${this.workspace}' not found after weft keys create`);
 		this.workspaceId = ws[0].workspace_id;
+		for (const name of this.extraWorkspaces) this.workspaces[name] = await this.addWorkspace(name);
 		await this.start();
 	}
 
@@ -313,6 +318,29 @@ export class Weft {
 		const lines = stdout.split('\n').filter((l) => l.trim() !== '');
 		assert.equal(lines.length, 1, `weft keys create printed ${JSON.stringify(stdout)}, not one key`);
 		return lines[0].trim();
+	}
+
+	// Another workspace beside this.workspace: creates it with a write, a
+	// read and an admin key (`weft keys create`) and, when weft is running,
+	// waits until it accepts them (it reloads its keys every few seconds).
+	// Resolves { name, workspaceId, keys: { write, read, admin } }.
+	async addWorkspace(name, { timeoutMs = 15_000 } = {}) {
+		const keys = {};
+		for (const role of ['write', 'read', 'admin']) keys[role] = await this.createKey(name, role);
+		const ws = await this.query(sql`SELECT workspace_id FROM workspaces WHERE name = ${name}`);
+		assert.equal(ws.length, 1, `workspace '${name}' not found after weft keys create`);
+		if (this.proc) {
+			// One reload brings every key: the admin key, created last, stands for all three.
+			const deadline = Date.now() + timeoutMs * TIMEOUT_SCALE;
+			let res;
+			for (;;) {
+				res = await this.get('/v1/admin/privacy-policy', { key: keys.admin });
+				if (res.status !== 401 || Date.now() > deadline) break;
+				await sleep(100);
+			}
+			assert.equal(res.status, 200, `the keys of workspace '${name}' were not accepted: ${show(res)}`);
+		}
+		return { name, workspaceId: ws[0].workspace_id, keys };
 	}
 
 	// Starts `weft serve` and waits for /healthz: on a free port the first
@@ -537,9 +565,11 @@ export function messageId(prefix = 'm') {
 }
 
 // Registers before()/after() hooks for a Weft in the current file and
-// returns it (fields are filled in once before() has run).
-export function useWeft(name) {
-	const weft = new Weft(name);
+// returns it (fields are filled in once before() has run). opts go to the
+// Weft constructor. Note that node 20 runs a file's top-level before()
+// hooks at the same time, so another before() cannot count on this one.
+export function useWeft(name, opts = {}) {
+	const weft = new Weft(name, opts);
 	before(() => weft.setup(), { timeout: 180_000 * TIMEOUT_SCALE });
 	after(() => weft.teardown(), { timeout: 60_000 * TIMEOUT_SCALE });
 	return weft;
