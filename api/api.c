@@ -99,6 +99,7 @@ static void ingest_done(struct ingest_job *job, void *arg)
 	}
 	for (size_t i = 0; i < ir->job.nrejected; i++)
 		a->metrics.rejected[ir->job.rejections[i].reason]++;
+	a->metrics.suppressed += ir->job.suppressed;
 
 	json_t *body = json_pack("{sb}", "success", 1);
 
@@ -158,6 +159,7 @@ static void handle_ingest(struct api *a, struct http_request *req,
 	ctx.received_at_us = now_us();
 	ctx.policy = w->policy ? w->policy : a->default_policy;
 	ctx.hasher = w->hasher;
+	ctx.suppressed = w->suppressed;
 
 	ir = xcalloc(1, sizeof(*ir));
 	ingest_job_init(&ir->job);
@@ -176,7 +178,7 @@ static void handle_ingest(struct api *a, struct http_request *req,
 	ir->job.done = ingest_done;
 	ir->job.done_arg = ir;
 	if (ir->job.nrows == 0 && ir->job.nrejected == 0) {
-		ingest_done(&ir->job, ir);	/* an empty batch */
+		ingest_done(&ir->job, ir);	/* empty, or every event suppressed */
 		return;
 	}
 	rc = ingest_pipeline_submit(a->pipeline, &ir->job);
@@ -282,6 +284,15 @@ static void handle(struct http_request *req, void *arg)
 		api_identity_blocked(a, req);
 		return;
 	}
+	if (strncmp(path, "/v1/admin/erasures/", 19) == 0 && !strchr(path + 19, '/')) {
+		api_erasure_status(a, req, path + 19);
+		return;
+	}
+	if (strncmp(path, "/v1/profiles/", 13) == 0 && strcmp(method, "DELETE") == 0 &&
+	    path[13] && !strchr(path + 13, '/')) {
+		api_erase_profile(a, req, path + 13, strlen(path + 13));
+		return;
+	}
 	if (strncmp(path, "/v1/profiles/", 13) == 0) {
 		const char *ident = path + 13, *slash = strchr(ident, '/');
 
@@ -289,6 +300,14 @@ static void handle(struct http_request *req, void *arg)
 			api_identity_history(a, req, ident, (size_t)(slash - ident));
 			return;
 		}
+		if (!slash && *ident) {
+			api_profile_get(a, req, ident, strlen(ident));
+			return;
+		}
+	}
+	if (strncmp(path, "/v1/spaces/", 11) == 0) {
+		api_profiles_segment(a, req);
+		return;
 	}
 	if (strcmp(path, "/healthz") == 0 || strcmp(path, "/readyz") == 0 ||
 	    strcmp(path, "/metrics") == 0) {
@@ -338,6 +357,7 @@ int api_start(struct api *a)
 	if (rc)
 		return rc;
 	api_control_start(a);
+	api_erase_start(a);
 	return http_server_listen(a->http, a->cfg.listen_host,
 				  a->cfg.listen_port);
 }
@@ -363,6 +383,7 @@ void api_free(struct api *a)
 	if (!a)
 		return;
 	api_control_stop(a);
+	api_erase_stop(a);
 	http_server_free(a->http);
 	api_keyring_release(&a->keys);
 	for (size_t i = 0; i < a->nworkspaces; i++) {

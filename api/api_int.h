@@ -34,6 +34,10 @@ struct api_workspace {
 	struct privacy_hasher *hasher;
 	struct privacy_policy *policy;	/* NULL: the default policy */
 	char *policy_json;		/* as stored, to notice changes */
+	struct keyset *suppressed;	/* keys whose events are dropped; NULL: none */
+	int64_t suppressed_keys;	/* the list's stamp when loaded (-1: reload) */
+	int64_t suppressed_latest_us;
+	uint64_t suppress_calls;	/* api_suppress_now() calls, to spot one during a refresh */
 };
 
 /* Counters the loop updates; /metrics reads them with the others. */
@@ -41,6 +45,7 @@ struct api_metrics {
 	uint64_t accepted[INGEST_BATCH];	/* events committed, by type */
 	uint64_t duplicates[INGEST_BATCH];	/* acknowledged, already stored */
 	uint64_t rejected[INGEST_BATCH_TOO_LARGE + 1];	/* by reason */
+	uint64_t suppressed;			/* acknowledged, dropped: a suppressed key */
 	uint64_t unavailable;			/* requests answered 503 */
 };
 
@@ -54,6 +59,8 @@ struct api {
 	struct privacy_policy *default_policy;
 
 	struct worker *control;
+	struct worker *jobs;		/* erasure jobs (api/erase.c) */
+	struct store *jobs_store;	/* touched only by jobs tasks */
 	struct store *control_store;	/* touched only by control tasks */
 	struct event *refresh_timer;
 	bool refresh_running;
@@ -91,9 +98,21 @@ int api_control_conn(struct api *a);
 void api_control_save_policy(struct api *a, int64_t workspace_id,
 			     const char *json, struct privacy_policy *parsed,
 			     struct http_request *req);
+/*
+ * On the loop: events of the workspace carrying one of keys[0..n) are
+ * dropped from now on, without waiting for the next refresh to read them
+ * from suppressed_keys. Call it once the keys are committed there. A
+ * refresh running meanwhile may have read the list without them, so what
+ * it read for the workspace is set aside and the list read again by the
+ * next refresh.
+ */
+void api_suppress_now(struct api *a, int64_t workspace_id,
+		      const uint8_t (*keys)[16], size_t n);
 void api_control_stop(struct api *a);
 
 /* identity.c */
+/* Replies 503 (and returns true) while the engine is absent or still loading its state. */
+bool api_engine_unready(struct api *a, struct http_request *req);
 void api_identity_rules(struct api *a, struct http_request *req);
 void api_identity_blocked(struct api *a, struct http_request *req);
 /* GET /v1/profiles/{type}:{value}/identity-history; ident is the undecoded {type}:{value}. */
@@ -110,6 +129,23 @@ struct identity_graph;
 int api_resolve_profile(struct api *a, const struct api_workspace *w,
 			const struct identity_graph *g, const char *ident, size_t len,
 			uint64_t *profile_id, const char **error);
+
+/* erase.c */
+void api_erase_start(struct api *a);
+void api_erase_stop(struct api *a);
+/* DELETE /v1/profiles/{type}:{value}; ident undecoded. */
+void api_erase_profile(struct api *a, struct http_request *req, const char *ident, size_t len);
+/* GET /v1/admin/erasures/{id}. */
+void api_erasure_status(struct api *a, struct http_request *req, const char *id);
+
+/* profiles.c (docs/profiles.md) */
+/*
+ * GET /v1/spaces/{workspace}/collections/users/profiles/{type}:{value}/
+ * {traits,external_ids,events,metadata,links}: Segment's Profile API.
+ */
+void api_profiles_segment(struct api *a, struct http_request *req);
+/* GET /v1/profiles/{type}:{value}: the whole profile; ident undecoded. */
+void api_profile_get(struct api *a, struct http_request *req, const char *ident, size_t len);
 
 /* metrics.c */
 void api_metrics_reply(struct api *a, struct http_request *req);

@@ -2,8 +2,9 @@
  * The control worker: a thread with its own database connection for
  * everything the loop needs from PostgreSQL that is not the event log.
  * Every two seconds it reloads API keys and workspace privacy policies
- * (small tables) and checks the schema, which is what /readyz reports;
- * admin writes (a new privacy policy) run here too.
+ * (small tables), and each workspace's suppressed identifier keys when
+ * that list changed, and checks the schema, which is what /readyz
+ * reports; admin writes (a new privacy policy) run here too.
  */
 #include "api/api_int.h"
 
@@ -14,10 +15,23 @@
 #include "lib/alloc.h"
 #include "lib/buf.h"
 #include "lib/err.h"
+#include "lib/keyset.h"
 #include "lib/log.h"
 #include "privacy/privacy.h"
 
 #define REFRESH_MS 2000
+
+/*
+ * One workspace's suppression list in a refresh: its stamp as the loop
+ * had it when the refresh began (seen) and, for a list that changed, the
+ * new stamp and the set read on the worker.
+ */
+struct suppress_list {
+	int64_t workspace_id;
+	int64_t keys, latest_us;	/* the stamp */
+	uint64_t calls;			/* the workspace's suppress_calls then */
+	struct keyset *set;		/* NULL: no keys */
+};
 
 struct refresh_task {
 	struct worker_task t;
@@ -27,6 +41,10 @@ struct refresh_task {
 	size_t nkeys;
 	struct store_policy_row *policies;
 	size_t npolicies;
+	struct suppress_list *seen;	/* every workspace, taken on the loop */
+	size_t nseen;
+	struct suppress_list *changed;	/* lists to swap in */
+	size_t nchanged;
 };
 
 struct policy_task {
@@ -74,6 +92,84 @@ static void set_policy(struct api_workspace *w, const char *json,
 	w->policy_json = xstrdup(json);
 }
 
+static struct suppress_list *list_find(struct suppress_list *l, size_t n,
+				       int64_t workspace_id)
+{
+	for (size_t i = 0; i < n; i++)
+		if (l[i].workspace_id == workspace_id)
+			return &l[i];
+	return NULL;
+}
+
+static struct suppress_list *changed_add(struct refresh_task *r,
+					 int64_t workspace_id, int64_t keys,
+					 int64_t latest_us)
+{
+	struct suppress_list *was = list_find(r->seen, r->nseen, workspace_id);
+	struct suppress_list *l;
+
+	r->changed = xrealloc(r->changed, xmul(r->nchanged + 1, sizeof(*l)));
+	l = &r->changed[r->nchanged++];
+	l->workspace_id = workspace_id;
+	l->keys = keys;
+	l->latest_us = latest_us;
+	l->calls = was ? was->calls : 0;
+	l->set = keys ? keyset_new((size_t)keys) : NULL;
+	return l;
+}
+
+static int suppressed_key(void *arg, int64_t workspace_id, const uint8_t key[16])
+{
+	struct refresh_task *r = arg;
+	struct suppress_list *l = list_find(r->changed, r->nchanged, workspace_id);
+
+	/* Rows added since the stamps were read show up in the next ones. */
+	if (l && l->set)
+		keyset_add(l->set, key);
+	return 0;
+}
+
+/*
+ * On the worker: compares each workspace's stamp with what the loop had
+ * and reads the whole list only if one changed (then every changed
+ * workspace's set is rebuilt from it), so a long list is not read every
+ * refresh.
+ */
+static int suppressed_refresh(struct refresh_task *r)
+{
+	struct store_suppressed_stamp *st;
+	size_t n;
+	bool read = false;
+	int rc = store_suppressed_keys_stamps(r->a->control_store, &st, &n);
+
+	if (rc)
+		return rc;
+	for (size_t i = 0; i < n; i++) {
+		struct suppress_list *was = list_find(r->seen, r->nseen,
+						      st[i].workspace_id);
+
+		if (was && was->keys == st[i].keys &&
+		    was->latest_us == st[i].latest_us)
+			continue;
+		changed_add(r, st[i].workspace_id, st[i].keys, st[i].latest_us);
+		read = true;
+	}
+	/* A list emptied (keys deleted) has no stamp any more. */
+	for (size_t i = 0; i < r->nseen; i++) {
+		bool listed = false;
+
+		for (size_t k = 0; k < n && !listed; k++)
+			listed = st[k].workspace_id == r->seen[i].workspace_id;
+		if (!listed && r->seen[i].keys != 0)
+			changed_add(r, r->seen[i].workspace_id, 0, 0);
+	}
+	free(st);
+	if (read)
+		rc = store_suppressed_keys_load(r->a->control_store,
+						suppressed_key, r);
+	return rc;
+}
+
 static void refresh_run(struct worker_task *t)
 {
 	struct refresh_task *r = (struct refresh_task *)t;
@@ -88,6 +184,35 @@ static void refresh_run(struct worker_task *t)
 	if (!r->rc)
 		r->rc = store_policies_load(a->control_store, &r->policies,
 					    &r->npolicies);
+	if (!r->rc)
+		r->rc = suppressed_refresh(r);
+}
+
+/*
+ * On the loop: swaps in the suppression lists that changed, unless
+ * api_suppress_now() added keys to one since the refresh began; those
+ * keys may be missing from what was read, so the set in use (which has
+ * them) stays, and the next refresh reads the list again.
+ */
+static void suppressed_apply(struct refresh_task *r)
+{
+	for (size_t i = 0; i < r->nchanged; i++) {
+		struct suppress_list *l = &r->changed[i];
+		struct api_workspace *w = api_workspace_get(r->a, l->workspace_id);
+
+		if (w->suppress_calls != l->calls) {
+			w->suppressed_keys = -1;
+			continue;
+		}
+		keyset_free(w->suppressed);
+		w->suppressed = l->set;
+		l->set = NULL;
+		w->suppressed_keys = l->keys;
+		w->suppressed_latest_us = l->latest_us;
+		log_info("suppressed_keys_loaded", "workspace=%lld keys=%zu",
+			 (long long)w->workspace_id,
+			 w->suppressed ? keyset_count(w->suppressed) : 0);
+	}
 }
 
 /* On the loop: swap in what the refresh read. */
@@ -124,6 +249,7 @@ static void refresh_apply(struct refresh_task *r)
 		set_policy(w, json, p);
 		buf_release(&err);
 	}
+	suppressed_apply(r);
 }
 
 static void refresh_free(struct refresh_task *r)
@@ -131,6 +257,10 @@ static void refresh_free(struct refresh_task *r)
 	free(r->keys);
 	if (r->policies)
 		store_policy_rows_free(r->policies, r->npolicies);
+	for (size_t i = 0; i < r->nchanged; i++)
+		keyset_free(r->changed[i].set);
+	free(r->changed);
+	free(r->seen);
 	free(r);
 }
 
@@ -143,6 +273,7 @@ static void refresh_done(struct worker_task *t)
 	refresh_free(r);
 }
 
+/* On the loop: what the refresh compares the suppression lists with. */
 static struct refresh_task *refresh_new(struct api *a)
 {
 	struct refresh_task *r = xcalloc(1, sizeof(*r));
@@ -150,6 +281,16 @@ static struct refresh_task *refresh_new(struct api *a)
 	r->t.run = refresh_run;
 	r->t.done = refresh_done;
 	r->a = a;
+	r->seen = xcalloc(a->nworkspaces, sizeof(*r->seen));
+	r->nseen = a->nworkspaces;
+	for (size_t i = 0; i < a->nworkspaces; i++) {
+		const struct api_workspace *w = &a->workspaces[i];
+
+		r->seen[i].workspace_id = w->workspace_id;
+		r->seen[i].keys = w->suppressed_keys;
+		r->seen[i].latest_us = w->suppressed_latest_us;
+		r->seen[i].calls = w->suppress_calls;
+	}
 	return r;
 }
 
@@ -235,6 +376,18 @@ void api_control_save_policy(struct api *a, int64_t workspace_id,
 	worker_submit(a->control, &p->t);
 }
 
+void api_suppress_now(struct api *a, int64_t workspace_id,
+		      const uint8_t (*keys)[16], size_t n)
+{
+	struct api_workspace *w = api_workspace_get(a, workspace_id);
+
+	if (!w->suppressed)
+		w->suppressed = keyset_new(n);
+	for (size_t i = 0; i < n; i++)
+		keyset_add(w->suppressed, keys[i]);
+	w->suppress_calls++;
+}
+
 void api_control_stop(struct api *a)
 {
 	if (a->refresh_timer) {
@@ -245,4 +398,9 @@ void api_control_stop(struct api *a)
 	a->control = NULL;
 	store_free(a->control_store);
 	a->control_store = NULL;
+	/* The suppression lists are the refreshes': they go with them. */
+	for (size_t i = 0; i < a->nworkspaces; i++) {
+		keyset_free(a->workspaces[i].suppressed);
+		a->workspaces[i].suppressed = NULL;
+	}
 }

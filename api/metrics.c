@@ -110,6 +110,9 @@ void api_metrics_reply(struct api *a, struct http_request *req)
 	counter_by_type(&b, "weft_events_deduplicated_total",
 			"Events acknowledged whose messageId was already stored.",
 			a->metrics.duplicates);
+	counter(&b, "weft_events_suppressed_total",
+		"Events acknowledged and dropped because they carry a suppressed "
+		"identifier (an erased person's).", a->metrics.suppressed);
 	buf_printf(&b, "# HELP weft_events_rejected_total Events refused, by "
 		   "error code.\n# TYPE weft_events_rejected_total counter\n");
 	for (int r = INGEST_INVALID_JSON; r <= INGEST_BATCH_TOO_LARGE; r++)

@@ -208,6 +208,13 @@ void engine_apply_tuple(struct engine *e, const char *tuple, size_t len)
 		n = 0;
 	}
 	ev.n = (size_t)n;
+	if ((w->suppressed || w->nfilters) && engine_ws_drops(w, r.seq, ids, ev.n)) {
+		/* A suppressed or erased person's event: it never reaches the state. */
+		pthread_rwlock_unlock(&e->rw);
+		release_traits(&t);
+		w->applied = r.seq;
+		return;
+	}
 	rc = identity_graph_apply(w->g, &ev, &pid);
 	if (rc) {
 		log_error("engine_apply_failed", "workspace=%lld seq=%lld error=%s",

@@ -9,6 +9,7 @@
 #include "engine/engine.h"
 #include "identity/identity.h"
 #include "lib/buf.h"
+#include "lib/keyset.h"
 #include "profiles/profiles.h"
 
 /*
@@ -26,12 +27,21 @@ struct page_hashes {
 	uint32_t n, cap;
 };
 
+/* An unfinished erasure's keys: events up to upto_seq carrying one are skipped. */
+struct erased_filter {
+	struct keyset *keys;
+	int64_t upto_seq;
+};
+
 struct engine_ws {
 	int64_t id;
 	struct identity_graph *g;
 	struct profile_store *ps;
 	int64_t applied;	/* the last event applied to it (catch-up skips up to here) */
 	struct page_hashes saved[ENGINE_SECTIONS];
+	struct keyset *suppressed;	/* events carrying one are never applied; NULL: none */
+	struct erased_filter *filters;
+	size_t nfilters;
 };
 
 /* One commit's rows as the sink copied them: [u32 length][tuple] each. */
@@ -89,6 +99,15 @@ void engine_apply_tuple(struct engine *e, const char *tuple, size_t len);
 int engine_split_profiles(struct engine *e, struct engine_ws *w, uint64_t old_profile);
 /* Reads and applies the log's events after e->applied up to target, for every workspace. */
 int engine_catch_up(struct engine *e, int64_t target);
+
+/* erase.c */
+/* True if the event (seq, its identifiers) must not be applied: suppressed or erased. */
+bool engine_ws_drops(const struct engine_ws *w, int64_t seq, const struct identity_ident *ids,
+		     size_t n);
+void engine_ws_suppress(struct engine_ws *w, const uint8_t key[16]);
+/* Loads the suppression lists and the unfinished erasures (wiping them again). */
+int engine_erasures_load(struct engine *e);
+void engine_ws_release_filters(struct engine_ws *w);
 
 /* state.c */
 /* Loads the checkpoint and the saved state into e (empty when there is none). */

@@ -313,5 +313,7 @@ int engine_config_load(struct engine *e)
 		identity_rules_free(r);
 	}
 	store_rules_rows_free(rows, n);
-	return store_identity_blocked_load(e->store, load_blocked, e);
+	if ((rc = store_identity_blocked_load(e->store, load_blocked, e)))
+		return rc;
+	return engine_erasures_load(e);
 }

@@ -430,6 +430,21 @@ int identity_graph_rule(const struct identity_graph *g, uint16_t type, uint32_t 
 void identity_graph_caps(const struct identity_graph *g, uint32_t *max_merges,
 			 uint32_t *max_identifiers);
 
+/* ---- erasure ---- */
+
+/*
+ * Erases the profile profile_id resolves to (a person asked to be
+ * forgotten): every identifier it holds leaves the graph, its key wiped
+ * from the node and from every explanation that names it; the profile and
+ * those merged into it resolve to no profile from then on. The same
+ * values seen again later make a new profile, unless the caller
+ * suppresses them. fn (may be NULL) is called first with each identifier
+ * (type, key, node). Returns how many identifiers went, or WEFT_ENOTFOUND.
+ */
+int identity_graph_erase(struct identity_graph *g, uint64_t profile_id,
+			 void (*fn)(void *arg, uint16_t type, const uint8_t *key, uint32_t node),
+			 void *arg);
+
 /* ---- snapshots ---- */
 
 #include "lib/buf.h"

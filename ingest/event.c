@@ -20,6 +20,7 @@
 #include "lib/alloc.h"
 #include "lib/digest.h"
 #include "lib/err.h"
+#include "lib/keyset.h"
 #include "privacy/privacy.h"
 
 static const char *kind_names[] = {
@@ -210,6 +211,8 @@ struct ids {
 	size_t end[MAX_IDS];	/* offset of each entry's closing '}' in json */
 	bool blocked[MAX_IDS];	/* whether each entry carries "blocked":true */
 	const struct privacy_hasher *hasher;
+	const struct keyset *suppressed;	/* NULL: none */
+	bool hit;		/* a key is in suppressed */
 };
 
 /* Placeholders that clients send when they have no real id. */
@@ -299,6 +302,8 @@ static void ids_add(struct ids *ids, const char *type, const char *raw,
 	if (nlen == 0)
 		goto out_free;	/* a blocked "" or " " included: nothing to flag */
 	privacy_identifier_key(ids->hasher, type, norm, nlen, key);
+	if (ids->suppressed && keyset_has(ids->suppressed, key))
+		ids->hit = true;
 
 	/* Judged on the raw value: a phone's "-1" normalises to "1". */
 	bool blocked = ingest_blocked_value(raw, len);
@@ -414,16 +419,14 @@ static void collect_ids(struct ids *ids, enum ingest_kind kind, json_t *ev,
 		ids_add(ids, lower, id, false);
 	}
 
-	if (kind == INGEST_ALIAS) {
+	/* Both are strings in a valid event; a refused one may lack them. */
+	if (kind == INGEST_ALIAS && (s = str_of(ev, "previousId"))) {
 		/* The engine resolves previousId as a user_id, else an anonymous_id. */
-		const char *prev = json_string_value(json_object_get(ev, "previousId"));
-
-		ids_add(ids, "user_id", prev, true);
-		ids_add(ids, "anonymous_id", prev, true);
+		ids_add(ids, "user_id", s, true);
+		ids_add(ids, "anonymous_id", s, true);
 	}
-	if (kind == INGEST_GROUP)
-		ids_add(ids, "group_id",
-			json_string_value(json_object_get(ev, "groupId")), false);
+	if (kind == INGEST_GROUP && (s = str_of(ev, "groupId")))
+		ids_add(ids, "group_id", s, false);
 	if (ids->json.len == 0)
 		buf_addc(&ids->json, '[');
 	buf_addc(&ids->json, ']');
@@ -495,16 +498,18 @@ static json_t *mask_message_id(const struct ingest_context *ctx, json_t *raw)
 }
 
 /*
- * Validates one event of the given kind and appends its row to job. On
+ * Validates one event of the given kind and appends its row to job, or
+ * only counts it in job->suppressed if it carries a suppressed key. On
  * failure returns WEFT_EINVAL with err set, job untouched, and *masked
- * telling whether ev was already masked.
+ * telling whether ev was already masked. ids (empty, the caller's to
+ * release) gets the event's identifiers once they are read, just before
+ * masking: on failure it is empty exactly when ev is not masked.
  */
 static int build_event(const struct ingest_context *ctx, enum ingest_kind kind,
 		       json_t *ev, const int64_t *batch_sent_us, struct ingest_job *job,
-		       struct ingest_error *err, bool *masked)
+		       struct ids *ids, struct ingest_error *err, bool *masked)
 {
 	const char *user_id, *anonymous_id, *s;
-	struct ids ids = { .hasher = ctx->hasher };
 	bool has_sent, has_orig, has_ts;
 	int64_t sent_us = 0, orig_us = 0, ts_us = 0;
 	char uuid[37];
@@ -615,8 +620,11 @@ static int build_event(const struct ingest_context *ctx, enum ingest_kind kind,
 	 * messageId, which is the dedupe key and must not change (nor two
 	 * become one, as IP truncation would make them).
 	 */
-	buf_init(&ids.json);
-	collect_ids(&ids, kind, ev, user_id, anonymous_id);
+	collect_ids(ids, kind, ev, user_id, anonymous_id);
+	if (ids->hit) {
+		job->suppressed++;	/* an erased person's: acknowledged, dropped */
+		return 0;
+	}
 
 	json_t *raw_mid = json_incref(json_object_get(ev, "messageId"));
 
@@ -650,8 +658,7 @@ static int build_event(const struct ingest_context *ctx, enum ingest_kind kind,
 		store_tuple_int8(t, ctx->key_id);
 	else
 		store_tuple_null(t);
-	store_tuple_jsonb(t, ids.json.data, ids.json.len);
-	buf_release(&ids.json);
+	store_tuple_jsonb(t, ids->json.data, ids->json.len);
 
 	/* The payload is dumped straight into the tuple. */
 	size_t at = store_tuple_jsonb_begin(t);
@@ -671,9 +678,10 @@ static int build_event(const struct ingest_context *ctx, enum ingest_kind kind,
 	return 0;
 }
 
+/* ids_json: the item's identifiers, or NULL when it has none. */
 static void reject(const struct ingest_context *ctx, struct ingest_job *job,
 		   size_t index, json_t *item, bool masked,
-		   const struct ingest_error *err)
+		   const struct buf *ids_json, const struct ingest_error *err)
 {
 	struct buf *t = &job->rejected;
 
@@ -713,6 +721,54 @@ static void reject(const struct ingest_context *ctx, struct ingest_job *job,
 	} else {
 		store_tuple_null(t);
 	}
+	if (ids_json)
+		store_tuple_jsonb(t, ids_json->data, ids_json->len);
+	else
+		store_tuple_null(t);
+}
+
+/*
+ * The identifiers of a batch item refused before build_event() read them,
+ * read from its raw values the same way: as its own type if it has a
+ * valid one, else as a track; numeric ids by their string form.
+ */
+static void raw_ids(json_t *item, struct ids *ids)
+{
+	const char *type = json_string_value(json_object_get(item, "type"));
+	enum ingest_kind kind = INGEST_TRACK;
+	const char *user_id, *anonymous_id, *s;
+	struct ingest_error ignored;
+
+	if (!json_is_object(item))
+		return;
+	if (type && ingest_kind_parse(type, &kind) == 0 && kind == INGEST_BATCH)
+		kind = INGEST_TRACK;
+	/* An id of the wrong type (an object, say) is no identifier. */
+	id_field(item, "userId", &user_id, &ignored);
+	id_field(item, "anonymousId", &anonymous_id, &ignored);
+	if (kind == INGEST_ALIAS)
+		id_field(item, "previousId", &s, &ignored);
+	if (kind == INGEST_GROUP)
+		id_field(item, "groupId", &s, &ignored);
+	collect_ids(ids, kind, item, user_id, anonymous_id);
+}
+
+/*
+ * A refused batch item: kept in rejected_events with the identifiers it
+ * carries, unless one of them is suppressed; then it is only counted, as
+ * a valid event would be.
+ */
+static void refuse(const struct ingest_context *ctx, struct ingest_job *job,
+		   size_t index, json_t *item, bool masked, struct ids *ids,
+		   const struct ingest_error *err)
+{
+	if (ids->json.len == 0)
+		raw_ids(item, ids);
+	if (ids->hit)
+		job->suppressed++;
+	else
+		reject(ctx, job, index, item, masked, ids->n ? &ids->json : NULL,
+		       err);
 }
 
 /* Copies batch-level context/integrations keys the item does not set. */
@@ -743,9 +799,13 @@ int ingest_build(const struct ingest_context *ctx, json_t *root,
 	int rc;
 
 	if (ctx->kind != INGEST_BATCH) {
+		struct ids ids = { .hasher = ctx->hasher,
+				   .suppressed = ctx->suppressed };
+
 		json_object_set_new(root, "type", json_string(kind_names[ctx->kind]));
 		json_object_del(root, "writeKey");
-		rc = build_event(ctx, ctx->kind, root, NULL, job, err, &masked);
+		rc = build_event(ctx, ctx->kind, root, NULL, job, &ids, err, &masked);
+		buf_release(&ids.json);
 		if (rc)
 			ingest_job_release(job);
 		return rc;
@@ -777,29 +837,30 @@ int ingest_build(const struct ingest_context *ctx, json_t *root,
 
 	json_array_foreach(batch, i, item) {
 		struct ingest_error e;
+		struct ids ids = { .hasher = ctx->hasher,
+				   .suppressed = ctx->suppressed };
 		enum ingest_kind kind;
 		const char *type = json_string_value(json_object_get(item, "type"));
 
 		if (!json_is_object(item)) {
 			fail(&e, INGEST_INVALID_EVENT,
 			     "batch item %zu is not an object", i);
-			reject(ctx, job, i, item, false, &e);
-			continue;
-		}
-		if (!type || ingest_kind_parse(type, &kind) ||
-		    kind == INGEST_BATCH) {
+			refuse(ctx, job, i, item, false, &ids, &e);
+		} else if (!type || ingest_kind_parse(type, &kind) ||
+			   kind == INGEST_BATCH) {
 			fail(&e, INGEST_INVALID_EVENT,
 			     "batch item %zu needs a 'type': track, identify, "
 			     "page, screen, group or alias", i);
-			reject(ctx, job, i, item, false, &e);
-			continue;
+			refuse(ctx, job, i, item, false, &ids, &e);
+		} else {
+			merge_defaults(item, "context", bctx);
+			merge_defaults(item, "integrations", bint);
+			json_object_del(item, "writeKey");
+			if (build_event(ctx, kind, item, has_bsent ? &bsent_us : NULL,
+					job, &ids, &e, &masked))
+				refuse(ctx, job, i, item, masked, &ids, &e);
 		}
-		merge_defaults(item, "context", bctx);
-		merge_defaults(item, "integrations", bint);
-		json_object_del(item, "writeKey");
-		if (build_event(ctx, kind, item, has_bsent ? &bsent_us : NULL, job,
-				&e, &masked))
-			reject(ctx, job, i, item, masked, &e);
+		buf_release(&ids.json);
 	}
 	return 0;
 }

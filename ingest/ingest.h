@@ -23,6 +23,7 @@
 #include "store/store.h"
 
 struct event_base;
+struct keyset;
 struct privacy_policy;
 struct privacy_hasher;
 
@@ -105,6 +106,7 @@ struct ingest_job {
 	struct ingest_rejection *rejections;
 	size_t nrejected, rejections_cap;
 	size_t events_by_kind[INGEST_BATCH];	/* accepted events by type */
+	size_t suppressed;	/* dropped: they carried a suppressed key */
 
 	/* Set by the pipeline before done() is called. */
 	int result;		/* 0, or WEFT_EUNAVAIL/WEFT_EIO/... */
@@ -129,6 +131,13 @@ struct ingest_context {
 	int64_t received_at_us;		/* the server's clock, Unix microseconds */
 	const struct privacy_policy *policy;
 	const struct privacy_hasher *hasher;
+	/*
+	 * Identifier keys whose events are dropped (an erased person's; NULL:
+	 * none). Such an event is counted in job->suppressed and leaves
+	 * nothing in the job, neither a row nor a rejection, even when it is
+	 * an invalid batch item.
+	 */
+	const struct keyset *suppressed;
 };
 
 /*
@@ -137,7 +146,10 @@ struct ingest_context {
  * Returns WEFT_EINVAL with err set when the request as a whole is refused
  * (a single event that is invalid, a batch of the wrong shape or size);
  * then job holds nothing. Invalid items of a valid batch are recorded in
- * job->rejections instead.
+ * job->rejections instead, with the identifiers that could be read from
+ * them. An event carrying a suppressed key (ctx->suppressed) is only
+ * counted in job->suppressed: a valid single one gives an empty job and 0
+ * (an invalid one is refused as usual; nothing of it is kept either way).
  */
 int ingest_build(const struct ingest_context *ctx, json_t *root,
 		 struct ingest_job *job, struct ingest_error *err);

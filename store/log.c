@@ -390,7 +390,8 @@ int store_log_commit(struct store *s, struct store_log_row *rows, size_t n,
 		buf_add(&copy, rejected->data, rejected->len);
 		buf_add_be16(&copy, 0xffff);
 		rc = copy_in(s, "COPY rejected_events (workspace_id, received_at,"
-			     " message_id, batch_index, code, message, payload)"
+			     " message_id, batch_index, code, message, payload,"
+			     " identifiers)"
 			     " FROM STDIN (FORMAT binary)",
 			     copy.data, copy.len, "copy rejected events");
 		if (rc)

@@ -140,9 +140,9 @@ void store_tuple_patch_int8(struct buf *b, size_t offset, int64_t v);
 /*
  * The column order of a rejected-event tuple (STORE_REJECTED_FIELDS):
  * workspace_id, received_at, message_id, batch_index, code, message,
- * payload.
+ * payload, identifiers (jsonb as in an event tuple, or NULL).
  */
-#define STORE_REJECTED_FIELDS 7
+#define STORE_REJECTED_FIELDS 8
 
 /* One event in a commit batch: its tuple inside a caller's buffer. */
 struct store_log_row {
@@ -346,5 +346,114 @@ int store_events_brief(struct store *s, int64_t workspace_id,
 		       int (*fn)(void *arg, int64_t seq, const char *message_id,
 				 const char *identifiers_json),
 		       void *arg);
+
+/* ---- the suppression list (store/suppress.c) ---- */
+
+/*
+ * Calls fn for every suppressed identifier key of every workspace, in
+ * (workspace, key) order; key is valid during the call only. A nonzero
+ * return from fn stops the walk and is returned.
+ */
+int store_suppressed_keys_load(struct store *s,
+			       int (*fn)(void *arg, int64_t workspace_id,
+					 const uint8_t key[16]),
+			       void *arg);
+
+/* What a workspace's list looks like, to notice a change without reading it. */
+struct store_suppressed_stamp {
+	int64_t workspace_id;
+	int64_t keys;		/* how many */
+	int64_t latest_us;	/* the newest created_at, Unix microseconds */
+};
+
+/*
+ * The stamp of every workspace that has suppressed keys, by workspace id
+ * (*stamps malloc'd, caller frees). One aggregate over the list's rows.
+ */
+int store_suppressed_keys_stamps(struct store *s,
+				 struct store_suppressed_stamp **stamps,
+				 size_t *n);
+
+/* ---- erasures (docs/profiles.md#erase) ---- */
+
+/*
+ * Starts an erasure's row (status running) with the person's identifier
+ * keys (kept until it is done, so a restart can finish it) and the last
+ * event it covers. Sets *erasure_id.
+ */
+int store_erasure_create(struct store *s, int64_t workspace_id, int64_t key_id, bool suppress,
+			 const uint8_t (*keys)[16], size_t n, int64_t upto_seq, int profiles,
+			 int64_t *erasure_id);
+/* Puts keys (with their types) on the suppression list, in one transaction. */
+int store_suppressed_add(struct store *s, int64_t workspace_id, const uint8_t (*keys)[16],
+			 const char *const *types, size_t n, int64_t erasure_id);
+/*
+ * In one transaction: raises log_head to the last seq, then deletes every
+ * event and rejected event of the workspace whose identifiers carry one of
+ * the keys, counting them. A scan of the workspace's events.
+ */
+int store_erasure_delete_rows(struct store *s, int64_t workspace_id,
+			      const uint8_t (*keys)[16], size_t n, int64_t *events,
+			      int64_t *rejected);
+/* Marks the erasure done (error NULL; its keys are dropped) or failed with error. */
+int store_erasure_finish(struct store *s, int64_t workspace_id, int64_t erasure_id,
+			 int64_t events, int64_t rejected, const char *error);
+
+struct store_erasure {
+	int64_t erasure_id, key_id;
+	char status[16];
+	bool suppress;
+	double requested_at, finished_at;	/* Unix seconds; finished 0 while running */
+	int64_t profiles, identifiers, events_deleted, rejected_deleted;
+	char error[256];
+};
+
+/* WEFT_ENOTFOUND if the workspace has no such erasure. */
+int store_erasure_get(struct store *s, int64_t workspace_id, int64_t erasure_id,
+		      struct store_erasure *out);
+/* Calls fn for every erasure not done yet, with its keys. */
+int store_erasures_pending(struct store *s,
+			   int (*fn)(void *arg, int64_t workspace_id, int64_t erasure_id,
+				     const uint8_t (*keys)[16], size_t n, int64_t upto_seq),
+			   void *arg);
+
+/* ---- a profile's events (store/profile_read.c, docs/profiles.md) ---- */
+
+/* One event as the profile endpoints read it; the strings are valid during the call only. */
+struct store_event_row {
+	int64_t seq;
+	int64_t key_id;			/* the write key that sent it; 0 if unknown */
+	int64_t ts_us;			/* the corrected timestamp */
+	const char *message_id;
+	const char *type;		/* "track", "identify", ... */
+	const char *event;		/* a track's event, a page's or screen's name; NULL if none */
+	const char *identifiers_json;
+	const char *payload_json;	/* NULL unless the query asked for it */
+};
+
+/* Which events store_events_select() returns. */
+struct store_event_query {
+	bool descending;		/* seqs are given newest first, and rows come so */
+	bool payload;			/* read payload_json too */
+	const char *type;		/* only this type ("group"); NULL: any */
+	int64_t start_us, end_us;	/* start_us <= timestamp < end_us; INT64_MIN, INT64_MAX: none */
+	const char *const *include;	/* only events with one of these names; NULL: any */
+	size_t ninclude;
+	const char *const *exclude;	/* no event with one of these names; NULL: none */
+	size_t nexclude;
+	size_t limit;			/* at most this many rows; 0: no limit */
+};
+
+/*
+ * Calls fn for each event of workspace_id among seqs[0..n) (sorted as
+ * q->descending says) that q selects, in that order, up to q->limit. An
+ * event's name is a track's event, else its type ("identify", "page",
+ * ...). Reads STORE_READ_SEQS_CHUNK seqs per query and stops once the
+ * limit is reached. Missing seqs are skipped. A nonzero return from fn
+ * stops and is returned.
+ */
+int store_events_select(struct store *s, int64_t workspace_id, const int64_t *seqs, size_t n,
+			const struct store_event_query *q,
+			int (*fn)(void *arg, const struct store_event_row *row), void *arg);
 
 #endif

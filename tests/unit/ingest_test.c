@@ -31,6 +31,7 @@
 #include "lib/buf.h"
 #include "lib/digest.h"
 #include "lib/err.h"
+#include "lib/keyset.h"
 #include "privacy/privacy.h"
 #include "store/store.h"
 
@@ -212,7 +213,7 @@ enum {
 
 enum {
 	R_WORKSPACE, R_RECEIVED_AT, R_MESSAGE_ID, R_INDEX, R_CODE, R_MESSAGE,
-	R_PAYLOAD,
+	R_PAYLOAD, R_IDENTIFIERS,
 };
 
 static uint32_t be32(const unsigned char *p)
@@ -2382,6 +2383,214 @@ static void test_ingest__refused_single_event_root_is_masked(void **state)
 	free(pad);
 }
 
+/* ---- rejected items keep their identifiers ---- */
+
+static void test_ingest__rejected_items_keep_their_identifiers(void **state)
+{
+	char *pad = repeat("y", 40000);
+	char *body = fmt("{\"batch\":["
+		/* 0: track without event */
+		"{\"type\":\"track\",\"userId\":\"u-rej\","
+		"\"traits\":{\"email\":\"jane.doe@example.com\"}},"
+		/* 1: not an object */
+		"5,"
+		/* 2: unknown type, numeric userId */
+		"{\"type\":\"bogus\",\"userId\":42,\"anonymousId\":\"a-2\"},"
+		/* 3: neither userId nor anonymousId nor anything else */
+		"{\"type\":\"track\",\"event\":\"e\"},"
+		/* 4: too large, so masked before it was refused */
+		"{\"type\":\"identify\",\"userId\":\"u-big\","
+		"\"traits\":{\"email\":\"jane.doe@example.com\",\"p\":\"%s\"}},"
+		/* 5: alias without userId; 6: group with an object groupId */
+		"{\"type\":\"alias\",\"previousId\":\"p-5\",\"anonymousId\":\"a-5\"},"
+		"{\"type\":\"group\",\"userId\":\"u-6\",\"groupId\":{}},"
+		/* 7: a userId of the wrong type is no identifier */
+		"{\"type\":\"track\",\"userId\":{\"x\":1},\"event\":\"e\"}]}", pad);
+	struct built b;
+	struct tuple t;
+	json_t *ids;
+
+	(void)state;
+	build_ok(&b, INGEST_BATCH, body);
+	assert_int_equal(b.job.nrows, 0);
+	assert_int_equal(b.job.nrejected, 8);
+	assert_int_equal(b.job.suppressed, 0);
+
+	rejected_tuple(&b.job, 0, &t);
+	ids = f_jsonb(&t, R_IDENTIFIERS);
+	assert_true(json_is_array(ids));
+	assert_int_equal(json_array_size(ids), 2);
+	assert_id(ids, "user_id", "u-rej", false);
+	assert_id(ids, "email", "jane.doe@example.com", false);
+	json_decref(ids);
+
+	rejected_tuple(&b.job, 1, &t);
+	assert_true(f_null(&t, R_IDENTIFIERS));
+
+	rejected_tuple(&b.job, 2, &t);
+	ids = f_jsonb(&t, R_IDENTIFIERS);
+	assert_id(ids, "user_id", "42", false);
+	assert_id(ids, "anonymous_id", "a-2", false);
+	json_decref(ids);
+
+	rejected_tuple(&b.job, 3, &t);
+	assert_true(f_null(&t, R_IDENTIFIERS));
+
+	/* Read from the raw email, not from the masked one. */
+	rejected_tuple(&b.job, 4, &t);
+	assert_text(&t, R_CODE, "event_too_large");
+	ids = f_jsonb(&t, R_IDENTIFIERS);
+	assert_id(ids, "user_id", "u-big", false);
+	assert_id(ids, "email", "jane.doe@example.com", false);
+	json_decref(ids);
+
+	rejected_tuple(&b.job, 5, &t);
+	assert_text(&t, R_CODE, "missing_field");
+	ids = f_jsonb(&t, R_IDENTIFIERS);
+	assert_id(ids, "anonymous_id", "a-5", false);
+	assert_id(ids, "user_id", "p-5", true);
+	assert_id(ids, "anonymous_id", "p-5", true);
+	json_decref(ids);
+
+	rejected_tuple(&b.job, 6, &t);
+	ids = f_jsonb(&t, R_IDENTIFIERS);
+	assert_int_equal(json_array_size(ids), 1);
+	assert_id(ids, "user_id", "u-6", false);
+	json_decref(ids);
+
+	rejected_tuple(&b.job, 7, &t);
+	assert_true(f_null(&t, R_IDENTIFIERS));
+
+	/* Keys and display values only: nothing raw. */
+	assert_null(memmem(b.job.rejected.data, b.job.rejected.len, "jane.doe", 8));
+	built_release(&b);
+	free(body);
+	free(pad);
+}
+
+/* ---- suppressed identifiers ---- */
+
+/* Adds the key Weft computes for (type, raw) to set. */
+static void suppress(struct keyset *set, const char *type, const char *raw)
+{
+	size_t len = strlen(raw);
+	char *norm = malloc(len + 1);
+	uint8_t key[PRIVACY_KEY_BYTES];
+	size_t n;
+
+	assert_non_null(norm);
+	n = privacy_normalise(type, raw, len, norm);
+	assert_true(n > 0);
+	privacy_identifier_key(hasher, type, norm, n, key);
+	keyset_add(set, key);
+	free(norm);
+}
+
+static void test_ingest__suppressed_events_are_dropped_others_kept(void **state)
+{
+	struct ingest_context ctx = context_of(INGEST_BATCH);
+	struct keyset *set = keyset_new(0);
+	struct built b;
+	struct tuple t;
+
+	(void)state;
+	suppress(set, "user_id", "gone");
+	ctx.suppressed = set;
+	build_ok_ctx(&b, &ctx, "{\"batch\":["
+		"{\"type\":\"track\",\"userId\":\"gone\",\"event\":\"e\",\"messageId\":\"m0\"},"
+		"{\"type\":\"track\",\"userId\":\"kept\",\"event\":\"e\",\"messageId\":\"m1\"},"
+		"{\"type\":\"identify\",\"anonymousId\":\"a2\",\"userId\":\"gone\"},"
+		"{\"type\":\"page\",\"anonymousId\":\"a3\",\"messageId\":\"m3\"},"
+		/* an alias from the suppressed id, as previousId */
+		"{\"type\":\"alias\",\"userId\":\"new\",\"previousId\":\"gone\"},"
+		/* invalid items: suppressed, so not kept as rejected either */
+		"{\"type\":\"track\",\"userId\":\"gone\"},"
+		"{\"type\":\"bogus\",\"userId\":\"gone\"},"
+		/* invalid, not suppressed: rejected as usual */
+		"{\"type\":\"track\",\"userId\":\"kept\"}]}");
+	assert_int_equal(b.job.nrows, 2);
+	assert_text(&b.t, F_MESSAGE_ID, "m1");
+	decode_row(&b, 1);
+	assert_text(&b.t, F_MESSAGE_ID, "m3");
+	assert_int_equal(b.job.suppressed, 5);
+	assert_int_equal(b.job.events_by_kind[INGEST_TRACK], 1);
+	assert_int_equal(b.job.events_by_kind[INGEST_PAGE], 1);
+	assert_int_equal(b.job.events_by_kind[INGEST_IDENTIFY], 0);
+	assert_int_equal(b.job.events_by_kind[INGEST_ALIAS], 0);
+	assert_int_equal(b.job.nrejected, 1);
+	assert_int_equal(b.job.rejections[0].index, 7);
+	rejected_tuple(&b.job, 0, &t);
+	assert_int_equal(t.size, b.job.rejected.len);	/* one tuple, no more */
+	built_release(&b);
+	keyset_free(set);
+}
+
+static void test_ingest__suppression_looks_at_every_identifier(void **state)
+{
+	static const char *const dropped[] = {
+		"{\"userId\":\"u1\",\"traits\":{\"email\":\"Gone@Example.com\"}}",
+		"{\"userId\":\"u2\",\"context\":{\"traits\":{\"phone\":\"+1 415 555 2671\"}}}",
+		"{\"anonymousId\":\"a3\",\"context\":{\"device\":{\"type\":\"ios\","
+		"\"id\":\"DEV-GONE\"}}}",
+		"{\"userId\":\"u4\",\"context\":{\"externalIds\":[{\"id\":\"sf-gone\","
+		"\"type\":\"Salesforce\",\"collection\":\"users\",\"encoding\":\"none\"}]}}",
+	};
+	struct ingest_context ctx = context_of(INGEST_IDENTIFY);
+	struct keyset *set = keyset_new(0);
+	struct ingest_job job;
+	struct ingest_error err;
+
+	(void)state;
+	suppress(set, "email", "gone@example.com");
+	suppress(set, "phone", "+14155552671");
+	suppress(set, "ios.id", "DEV-GONE");
+	suppress(set, "salesforce", "sf-gone");
+	ctx.suppressed = set;
+	for (size_t i = 0; i < sizeof(dropped) / sizeof(*dropped); i++) {
+		assert_int_equal(build_ctx(&ctx, dropped[i], &job, &err), 0);
+		/* A single event: acknowledged with nothing to commit. */
+		assert_int_equal(job.suppressed, 1);
+		assert_int_equal(job.nrows, 0);
+		assert_int_equal(job.nrejected, 0);
+		assert_int_equal(job.tuples.len, 0);
+		assert_int_equal(job.rejected.len, 0);
+		ingest_job_release(&job);
+	}
+	/* The same key under another type is another identifier. */
+	assert_int_equal(build_ctx(&ctx, "{\"userId\":\"gone@example.com\"}", &job,
+				   &err), 0);
+	assert_int_equal(job.suppressed, 0);
+	assert_int_equal(job.nrows, 1);
+	ingest_job_release(&job);
+	keyset_free(set);
+}
+
+static void test_ingest__without_a_suppressed_set_nothing_is_dropped(void **state)
+{
+	static const char body[] = "{\"batch\":["
+		"{\"type\":\"track\",\"userId\":\"gone\",\"event\":\"e\"},"
+		"{\"type\":\"track\",\"userId\":\"gone\"}]}";
+	struct ingest_context ctx = context_of(INGEST_BATCH);
+	struct keyset *empty = keyset_new(0);
+	struct built b;
+
+	(void)state;
+	assert_null(ctx.suppressed);
+	build_ok_ctx(&b, &ctx, body);
+	assert_int_equal(b.job.nrows, 1);
+	assert_int_equal(b.job.nrejected, 1);
+	assert_int_equal(b.job.suppressed, 0);
+	built_release(&b);
+
+	ctx.suppressed = empty;
+	build_ok_ctx(&b, &ctx, body);
+	assert_int_equal(b.job.nrows, 1);
+	assert_int_equal(b.job.nrejected, 1);
+	assert_int_equal(b.job.suppressed, 0);
+	built_release(&b);
+	keyset_free(empty);
+}
+
 /* ---- the job ---- */
 
 static void test_ingest__job_release_leaves_an_empty_job(void **state)
@@ -2724,6 +2933,10 @@ int main(void)
 		T(test_ingest__event_is_masked_before_encoding),
 		T(test_ingest__rejected_items_are_masked),
 		T(test_ingest__refused_single_event_root_is_masked),
+		T(test_ingest__rejected_items_keep_their_identifiers),
+		T(test_ingest__suppressed_events_are_dropped_others_kept),
+		T(test_ingest__suppression_looks_at_every_identifier),
+		T(test_ingest__without_a_suppressed_set_nothing_is_dropped),
 		T(test_ingest__job_release_leaves_an_empty_job),
 		T(test_ingest__parse_time_accepts_iso8601_forms),
 		T(test_ingest__parse_time_fractions_of_1_to_9_digits),

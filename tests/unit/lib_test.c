@@ -1,8 +1,9 @@
 /*
- * Unit tests for lib/buf.c (the growable buffer every encoder writes into)
- * and lib/digest.c (SHA-256 and hex). The buffer's contract is checked
- * against an independent model: every byte appended is where it should be
- * and is always followed by a NUL, whatever the growth pattern.
+ * Unit tests for lib/buf.c (the growable buffer every encoder writes into),
+ * lib/digest.c (SHA-256 and hex) and lib/keyset.c (the set of 16-byte
+ * keys). The buffer's contract is checked against an independent model:
+ * every byte appended is where it should be and is always followed by a
+ * NUL, whatever the growth pattern.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,6 +17,7 @@
 
 #include "lib/buf.h"
 #include "lib/digest.h"
+#include "lib/keyset.h"
 
 /* Asserts the buffer holds exactly the n bytes of want, NUL-terminated. */
 static void assert_buf_is(const struct buf *b, const void *want, size_t n)
@@ -543,6 +545,141 @@ static void test_digest__hex_encode_every_byte_value(void **state)
 	}
 }
 
+/* ---- keyset ---- */
+
+/* Key number i: the SHA-256 of i, cut to 16 bytes (uniform, as keyed hashes are). */
+static void key_of(uint32_t i, uint8_t key[KEYSET_KEY_BYTES])
+{
+	uint8_t h[32];
+
+	sha256(&i, sizeof(i), h);
+	memcpy(key, h, KEYSET_KEY_BYTES);
+}
+
+static void test_keyset__empty_set_has_nothing(void **state)
+{
+	struct keyset *s = keyset_new(0);
+	uint8_t key[KEYSET_KEY_BYTES];
+
+	(void)state;
+	assert_int_equal(keyset_count(s), 0);
+	for (uint32_t i = 0; i < 100; i++) {
+		key_of(i, key);
+		assert_false(keyset_has(s, key));
+	}
+	memset(key, 0, sizeof(key));
+	assert_false(keyset_has(s, key));
+	keyset_free(s);
+	keyset_free(NULL);	/* harmless */
+}
+
+static void test_keyset__add_is_true_once_then_false(void **state)
+{
+	struct keyset *s = keyset_new(0);
+	uint8_t key[KEYSET_KEY_BYTES], copy[KEYSET_KEY_BYTES];
+
+	(void)state;
+	key_of(1, key);
+	assert_true(keyset_add(s, key));
+	assert_int_equal(keyset_count(s), 1);
+	memcpy(copy, key, sizeof(key));
+	memset(key, 0xee, sizeof(key));	/* the set keeps its own copy */
+	assert_true(keyset_has(s, copy));
+	assert_false(keyset_add(s, copy));
+	assert_int_equal(keyset_count(s), 1);
+	keyset_free(s);
+}
+
+static void test_keyset__many_keys_all_found_and_no_others(void **state)
+{
+	enum { N = 200000 };
+	struct keyset *s = keyset_new(0);	/* grows many times */
+	uint8_t key[KEYSET_KEY_BYTES];
+
+	(void)state;
+	for (uint32_t i = 0; i < N; i++) {
+		key_of(2 * i, key);
+		assert_true(keyset_add(s, key));
+	}
+	assert_int_equal(keyset_count(s), N);
+	for (uint32_t i = 0; i < N; i++) {
+		key_of(2 * i, key);
+		assert_true(keyset_has(s, key));
+		assert_false(keyset_add(s, key));
+		key_of(2 * i + 1, key);
+		assert_false(keyset_has(s, key));
+	}
+	assert_int_equal(keyset_count(s), N);
+	keyset_free(s);
+}
+
+static void test_keyset__keys_sharing_hashed_bytes_are_distinct(void **state)
+{
+	/* The first eight bytes are the hash: these all land in one chain. */
+	enum { N = 300 };
+	struct keyset *s = keyset_new(4);
+	uint8_t key[KEYSET_KEY_BYTES];
+
+	(void)state;
+	memset(key, 0x42, sizeof(key));
+	for (uint32_t i = 0; i < N; i++) {
+		memcpy(key + 12, &i, sizeof(i));
+		assert_true(keyset_add(s, key));
+	}
+	assert_int_equal(keyset_count(s), N);
+	for (uint32_t i = 0; i < 2 * N; i++) {
+		memcpy(key + 12, &i, sizeof(i));
+		assert_int_equal(keyset_has(s, key), i < N);
+	}
+	/* Differing only in the last bit, too. */
+	memset(key, 0x42, sizeof(key));
+	key[15] = 0xfe;
+	assert_true(keyset_add(s, key));
+	key[15] = 0xff;
+	assert_false(keyset_has(s, key));
+	assert_true(keyset_add(s, key));
+	key[15] = 0xfe;
+	assert_true(keyset_has(s, key));
+	assert_int_equal(keyset_count(s), N + 2);
+	keyset_free(s);
+}
+
+static void test_keyset__zero_key_is_a_key_like_any_other(void **state)
+{
+	struct keyset *s = keyset_new(0);
+	uint8_t zero[KEYSET_KEY_BYTES] = { 0 }, key[KEYSET_KEY_BYTES];
+
+	(void)state;
+	key_of(7, key);
+	assert_true(keyset_add(s, key));
+	assert_false(keyset_has(s, zero));
+	assert_true(keyset_add(s, zero));
+	assert_false(keyset_add(s, zero));
+	assert_true(keyset_has(s, zero));
+	assert_true(keyset_has(s, key));
+	assert_int_equal(keyset_count(s), 2);
+	keyset_free(s);
+}
+
+static void test_keyset__hint_sized_set_takes_that_many(void **state)
+{
+	enum { N = 5000 };
+	struct keyset *s = keyset_new(N);
+	uint8_t key[KEYSET_KEY_BYTES];
+
+	(void)state;
+	for (uint32_t i = 0; i < N; i++) {
+		key_of(i, key);
+		assert_true(keyset_add(s, key));
+	}
+	for (uint32_t i = 0; i < N + 100; i++) {
+		key_of(i, key);
+		assert_int_equal(keyset_has(s, key), i < N);
+	}
+	assert_int_equal(keyset_count(s), N);
+	keyset_free(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -574,6 +711,12 @@ int main(void)
 		cmocka_unit_test(test_digest__sha256_reads_only_len_bytes),
 		cmocka_unit_test(test_digest__hex_encode_is_lower_case_and_terminated),
 		cmocka_unit_test(test_digest__hex_encode_every_byte_value),
+		cmocka_unit_test(test_keyset__empty_set_has_nothing),
+		cmocka_unit_test(test_keyset__add_is_true_once_then_false),
+		cmocka_unit_test(test_keyset__many_keys_all_found_and_no_others),
+		cmocka_unit_test(test_keyset__keys_sharing_hashed_bytes_are_distinct),
+		cmocka_unit_test(test_keyset__zero_key_is_a_key_like_any_other),
+		cmocka_unit_test(test_keyset__hint_sized_set_takes_that_many),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,185 @@
+/*
+ * Erasing a person from the engine's state (docs/profiles.md#erase), and
+ * keeping erased and suppressed identifiers from coming back through the
+ * log: events carrying a suppressed key are never applied, and events up
+ * to an erasure's last seq carrying one of its keys are skipped while the
+ * erasure's rows may still be in the log (a restart before it finished).
+ */
+#include "engine/engine_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/alloc.h"
+#include "lib/err.h"
+#include "lib/log.h"
+
+bool engine_ws_drops(const struct engine_ws *w, int64_t seq, const struct identity_ident *ids,
+		     size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (w->suppressed && keyset_has(w->suppressed, ids[i].key))
+			return true;
+		for (size_t f = 0; f < w->nfilters; f++)
+			if (seq <= w->filters[f].upto_seq && keyset_has(w->filters[f].keys, ids[i].key))
+				return true;
+	}
+	return false;
+}
+
+static void add_filter(struct engine_ws *w, const uint8_t (*keys)[16], size_t n, int64_t upto)
+{
+	struct keyset *ks = keyset_new(n);
+
+	for (size_t i = 0; i < n; i++)
+		keyset_add(ks, keys[i]);
+	w->filters = xrealloc(w->filters, xmul(w->nfilters + 1, sizeof(*w->filters)));
+	w->filters[w->nfilters].keys = ks;
+	w->filters[w->nfilters++].upto_seq = upto;
+}
+
+void engine_ws_suppress(struct engine_ws *w, const uint8_t key[16])
+{
+	if (!w->suppressed)
+		w->suppressed = keyset_new(0);
+	keyset_add(w->suppressed, key);
+}
+
+struct collected {
+	uint8_t (*keys)[16];
+	const char **types;
+	uint32_t *nodes;
+	size_t n, cap;
+};
+
+static void collect(struct collected *c, const struct identity_graph *g, uint64_t pid)
+{
+	struct identity_ids_iter it;
+	struct identity_ident_info info;
+
+	identity_ids_iter_init(&it, g, pid);
+	while (identity_ids_iter_next(&it, &info)) {
+		if (c->n == c->cap) {
+			c->cap = c->cap ? 2 * c->cap : 16;
+			c->keys = xrealloc(c->keys, xmul(c->cap, sizeof(*c->keys)));
+			c->types = xrealloc(c->types, xmul(c->cap, sizeof(*c->types)));
+			c->nodes = xrealloc(c->nodes, xmul(c->cap, sizeof(*c->nodes)));
+		}
+		memcpy(c->keys[c->n], info.key, 16);
+		c->types[c->n] = identity_graph_type_name(g, info.type);
+		c->nodes[c->n++] = info.node;
+	}
+}
+
+/* Wipes profile pid from the graph and the profile store (write lock held). */
+static void wipe(struct engine_ws *w, uint64_t pid, const struct collected *c)
+{
+	size_t n;
+	int64_t *seqs = profile_store_forget(w->ps, pid, &n);
+
+	free(seqs);	/* their rows are deleted by key, with every other trace */
+	identity_graph_erase(w->g, pid, NULL, NULL);
+	for (size_t i = 0; i < c->n; i++)
+		profile_store_forget_identifier(w->ps, c->nodes[i]);
+}
+
+int engine_erase_profile(struct engine *e, int64_t workspace_id, uint64_t profile_id,
+			 bool suppress, int64_t key_id, struct engine_erasure *out)
+{
+	struct engine_ws *w = engine_ws_find(e, workspace_id, true);
+	struct collected c = { 0 };
+	uint64_t pid;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if (!e->store)
+		return WEFT_EUNAVAIL;
+	pthread_rwlock_wrlock(&e->rw);
+	pid = identity_graph_resolve(w->g, profile_id);
+	if (!pid) {
+		pthread_rwlock_unlock(&e->rw);
+		return WEFT_ENOTFOUND;
+	}
+	collect(&c, w->g, pid);
+	/* Durable first: the job row (with the keys, until it is done), then suppression. */
+	rc = store_erasure_create(e->store, workspace_id, key_id, suppress,
+				  (const uint8_t (*)[16])c.keys, c.n, e->applied, 1, &out->erasure_id);
+	if (!rc && suppress)
+		rc = store_suppressed_add(e->store, workspace_id, (const uint8_t (*)[16])c.keys,
+					  c.types, c.n, out->erasure_id);
+	if (!rc) {
+		wipe(w, pid, &c);
+		add_filter(w, (const uint8_t (*)[16])c.keys, c.n, e->applied);
+		for (size_t i = 0; suppress && i < c.n; i++)
+			engine_ws_suppress(w, c.keys[i]);
+		e->cp_soon = true;
+	}
+	pthread_rwlock_unlock(&e->rw);
+	if (!rc) {
+		log_info("erasure_started", "workspace=%lld erasure=%lld identifiers=%zu suppress=%d",
+			 (long long)workspace_id, (long long)out->erasure_id, c.n, (int)suppress);
+		out->keys = c.keys;
+		out->nkeys = c.n;
+		c.keys = NULL;
+	}
+	free(c.keys);
+	free(c.types);
+	free(c.nodes);
+	return rc;
+}
+
+/* At start: an erasure not finished yet is wiped again (the state may predate it) and filters the log. */
+static int load_pending(void *arg, int64_t workspace_id, int64_t erasure_id,
+			const uint8_t (*keys)[16], size_t n, int64_t upto_seq)
+{
+	struct engine *e = arg;
+	struct engine_ws *w = engine_ws_find(e, workspace_id, true);
+	const char *name;
+
+	pthread_rwlock_wrlock(&e->rw);
+	add_filter(w, keys, n, upto_seq);
+	for (size_t i = 0; i < n; i++)
+		for (uint16_t t = 0; (name = identity_graph_type_name(w->g, t)); t++) {
+			uint64_t pid = identity_graph_lookup(w->g, t, keys[i]);
+			struct collected c = { 0 };
+
+			if (!pid)
+				continue;
+			collect(&c, w->g, pid);
+			wipe(w, pid, &c);
+			free(c.keys);
+			free(c.types);
+			free(c.nodes);
+			e->cp_soon = true;
+		}
+	pthread_rwlock_unlock(&e->rw);
+	log_info("erasure_pending", "workspace=%lld erasure=%lld", (long long)workspace_id,
+		 (long long)erasure_id);
+	return 0;
+}
+
+static int load_suppressed(void *arg, int64_t workspace_id, const uint8_t key[16])
+{
+	struct engine *e = arg;
+
+	engine_ws_suppress(engine_ws_find(e, workspace_id, true), key);
+	return 0;
+}
+
+int engine_erasures_load(struct engine *e)
+{
+	int rc = store_suppressed_keys_load(e->store, load_suppressed, e);
+
+	return rc ? rc : store_erasures_pending(e->store, load_pending, e);
+}
+
+void engine_ws_release_filters(struct engine_ws *w)
+{
+	keyset_free(w->suppressed);
+	for (size_t i = 0; i < w->nfilters; i++)
+		keyset_free(w->filters[i].keys);
+	free(w->filters);
+	w->suppressed = NULL;
+	w->filters = NULL;
+	w->nfilters = 0;
+}
