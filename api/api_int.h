@@ -31,6 +31,7 @@ struct api_keyring {
 /* What the loop keeps per workspace. */
 struct api_workspace {
 	int64_t workspace_id;
+	char name[64];			/* as the keys' refresh read it */
 	struct privacy_hasher *hasher;
 	struct privacy_policy *policy;	/* NULL: the default policy */
 	char *policy_json;		/* as stored, to notice changes */

@@ -230,8 +230,11 @@ static void refresh_apply(struct refresh_task *r)
 	a->db_ready = true;
 	api_keyring_release(&a->keys);
 	api_keyring_build(&a->keys, r->keys, r->nkeys);
-	for (size_t i = 0; i < r->nkeys; i++)
-		api_workspace_get(a, r->keys[i].workspace_id);
+	for (size_t i = 0; i < r->nkeys; i++) {
+		struct api_workspace *w = api_workspace_get(a, r->keys[i].workspace_id);
+
+		snprintf(w->name, sizeof(w->name), "%s", r->keys[i].workspace);
+	}
 	for (size_t i = 0; i < r->npolicies; i++) {
 		struct api_workspace *w = api_workspace_get(a, r->policies[i].workspace_id);
 		const char *json = r->policies[i].policy_json;

@@ -102,6 +102,7 @@ struct ptask {
 	/* Out, from the worker. */
 	int rc;
 	bool not_found;
+	bool space_checked;	/* the workspace name matched the one in memory */
 	char *body;
 	json_t *events;		/* events: the page being built */
 	size_t nevents;
@@ -1123,7 +1124,7 @@ static void ptask_run(struct worker_task *t)
 
 	if ((p->rc = api_control_conn(p->a)))
 		return;
-	if (p->space) {
+	if (p->space && !p->space_checked) {
 		/* Another workspace's name is answered like an unknown one. */
 		p->rc = store_workspace_get(p->a->control_store, p->space, false, &ws, NULL);
 		if (p->rc == WEFT_ENOTFOUND || (!p->rc && ws != p->workspace_id)) {
@@ -1245,6 +1246,15 @@ static void profile_request(struct api *a, struct http_request *req, enum kind k
 			ptask_free(p);
 			return;
 		}
+		/* The keys' refresh knows the key's workspace name: no database read. */
+		const char *known = api_workspace_get(a, key->workspace_id)->name;
+
+		if (known[0] && strcmp(known, p->space)) {
+			http_reply_json_error(req, 404, "not_found", NOT_FOUND);
+			ptask_free(p);
+			return;
+		}
+		p->space_checked = known[0] != '\0';
 	}
 
 	engine_read_begin(a->engine);
@@ -1309,6 +1319,15 @@ static void profile_request(struct api *a, struct http_request *req, enum kind k
 	}
 	p->t.run = ptask_run;
 	p->t.done = ptask_done;
+	if (kind == K_TRAITS && (!p->space || p->space_checked)) {
+		/* Traits are all in memory: answer on the loop, no worker round trip. */
+		json_t *body = traits_body(p);
+
+		p->body = json_dumps(body, JSON_COMPACT);
+		json_decref(body);
+		ptask_done(&p->t);
+		return;
+	}
 	worker_submit(a->control, &p->t);
 }
 
