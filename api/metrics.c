@@ -86,6 +86,12 @@ static void engine_metrics(struct buf *b, struct engine *e)
 	      (double)st.identifiers);
 	gauge(b, "weft_identity_profiles", "Live profiles.", (double)st.profiles);
 	gauge(b, "weft_identity_merges", "Profiles absorbed by merges.", (double)st.merges);
+	gauge(b, "weft_identity_memory_bytes", "Memory the identity graphs use.",
+	      (double)st.identity_bytes);
+	gauge(b, "weft_profiles_stored", "Profiles with traits, counters or events kept.",
+	      (double)st.profile_records);
+	gauge(b, "weft_profiles_memory_bytes", "Memory the profile stores use.",
+	      (double)st.profile_bytes);
 }
 
 void api_metrics_reply(struct api *a, struct http_request *req)

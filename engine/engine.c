@@ -351,15 +351,20 @@ void engine_stats(struct engine *e, struct engine_stats *out)
 /* Identity figures over every workspace; called on the engine thread. */
 static void refresh_stats(struct engine *e)
 {
-	uint64_t ids = 0, profiles = 0, merges = 0;
+	uint64_t ids = 0, profiles = 0, merges = 0, records = 0, gbytes = 0, pbytes = 0;
 
 	for (size_t i = 0; i < e->nws; i++) {
 		struct identity_stats st;
+		struct profile_store_stats ps;
 
 		identity_graph_stats(e->ws[i].g, &st);
+		profile_store_stats(e->ws[i].ps, &ps);
 		ids += st.identifiers;
 		profiles += st.profiles;
 		merges += st.merges;
+		gbytes += st.bytes;
+		records += ps.profiles;
+		pbytes += ps.bytes;
 	}
 	pthread_mutex_lock(&e->mu);
 	e->stats.applied_seq = e->applied;
@@ -367,6 +372,9 @@ static void refresh_stats(struct engine *e)
 	e->stats.identifiers = ids;
 	e->stats.profiles = profiles;
 	e->stats.merges = merges;
+	e->stats.profile_records = records;
+	e->stats.identity_bytes = gbytes;
+	e->stats.profile_bytes = pbytes;
 	pthread_mutex_unlock(&e->mu);
 }
 

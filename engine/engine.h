@@ -74,6 +74,8 @@ struct engine_stats {
 	double lag_sum;
 	/* Over every workspace. */
 	uint64_t identifiers, profiles, merges;
+	uint64_t profile_records;	/* profiles the profile store holds data of */
+	uint64_t identity_bytes, profile_bytes;	/* memory in use */
 };
 
 extern const double engine_lag_bounds[7];
