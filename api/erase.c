@@ -25,12 +25,14 @@
 
 /* ---- the jobs worker: deleting the rows ---- */
 
+/* How long a job waits for the engine's save after the wipe before leaving it to the next start. */
+#define SAVE_WAIT_MS 60000
+#define SAVE_POLL_MS 100
+
 struct erase_job {
 	struct worker_task t;
 	struct api *a;
 	int64_t workspace_id, erasure_id;
-	uint8_t (*keys)[16];
-	size_t nkeys;
 };
 
 static int jobs_conn(struct api *a)
@@ -42,39 +44,49 @@ static int jobs_conn(struct api *a)
 	return store_connect(a->cfg.database_url, &a->jobs_store);
 }
 
+/* Deletes an erasure's rows, then marks it done once the engine saved its state after the wipe. */
+static void erase_rows(struct api *a, int64_t ws, int64_t id)
+{
+	struct store_erasure_counts c;
+	int rc = jobs_conn(a), waited = 0;
+
+	if (!rc)
+		rc = store_erasure_delete_rows(a->jobs_store, ws, id, &c);
+	while (!rc || rc == WEFT_ECONFLICT) {
+		rc = store_erasure_finish(a->jobs_store, ws, id, &c, NULL);
+		if (rc != WEFT_ECONFLICT || waited >= SAVE_WAIT_MS)
+			break;
+		struct timespec ts = { 0, SAVE_POLL_MS * 1000000L };
+
+		nanosleep(&ts, NULL);
+		waited += SAVE_POLL_MS;
+	}
+	if (rc) {
+		/* Left running: the next start finishes it. */
+		log_error("erasure_unfinished", "workspace=%lld erasure=%lld error=%s",
+			  (long long)ws, (long long)id,
+			  rc == WEFT_ECONFLICT ? "the engine did not save its state" :
+			  weft_strerror(rc));
+		return;
+	}
+	log_info("erasure_done", "workspace=%lld erasure=%lld events=%lld scrubbed=%lld "
+		 "rejected=%lld", (long long)ws, (long long)id, (long long)c.events_deleted,
+		 (long long)c.events_scrubbed, (long long)c.rejected_deleted);
+}
+
 static void job_run(struct worker_task *t)
 {
 	struct erase_job *j = (struct erase_job *)t;
-	int64_t events = 0, rejected = 0;
-	int rc = jobs_conn(j->a);
 
-	if (!rc)
-		rc = store_erasure_delete_rows(j->a->jobs_store, j->workspace_id,
-					       (const uint8_t (*)[16])j->keys, j->nkeys, &events,
-					       &rejected);
-	if (!rc)
-		rc = store_erasure_finish(j->a->jobs_store, j->workspace_id, j->erasure_id, events,
-					  rejected, NULL);
-	if (rc) {
-		/* Left running: the next start finishes it. */
-		log_error("erasure_failed", "workspace=%lld erasure=%lld error=%s",
-			  (long long)j->workspace_id, (long long)j->erasure_id, weft_strerror(rc));
-		return;
-	}
-	log_info("erasure_done", "workspace=%lld erasure=%lld events=%lld rejected=%lld",
-		 (long long)j->workspace_id, (long long)j->erasure_id, (long long)events,
-		 (long long)rejected);
+	erase_rows(j->a, j->workspace_id, j->erasure_id);
 }
 
 static void job_done(struct worker_task *t)
 {
-	struct erase_job *j = (struct erase_job *)t;
-
-	free(j->keys);
-	free(j);
+	free(t);
 }
 
-static void start_job(struct api *a, int64_t ws, int64_t id, uint8_t (*keys)[16], size_t n)
+static void start_job(struct api *a, int64_t ws, int64_t id)
 {
 	struct erase_job *j = xcalloc(1, sizeof(*j));
 
@@ -83,8 +95,6 @@ static void start_job(struct api *a, int64_t ws, int64_t id, uint8_t (*keys)[16]
 	j->a = a;
 	j->workspace_id = ws;
 	j->erasure_id = id;
-	j->keys = keys;
-	j->nkeys = n;
 	worker_submit(a->jobs, &j->t);
 }
 
@@ -92,20 +102,18 @@ static void start_job(struct api *a, int64_t ws, int64_t id, uint8_t (*keys)[16]
 struct resume {
 	struct worker_task t;
 	struct api *a;
+	int64_t (*ids)[2];
+	size_t n;
 };
 
-static int resume_one(void *arg, int64_t ws, int64_t id, const uint8_t (*keys)[16], size_t n,
-		      int64_t upto_seq)
+static int note_pending(void *arg, int64_t ws, int64_t id, const struct store_erasure_scope *sc)
 {
-	struct erase_job j = { .a = arg, .workspace_id = ws, .erasure_id = id };
+	struct resume *r = arg;
 
-	(void)upto_seq;
-	j.keys = xmalloc(xmul(n ? n : 1, 16));
-	memcpy(j.keys, keys, n * 16);
-	j.nkeys = n;
-	log_info("erasure_resumed", "workspace=%lld erasure=%lld", (long long)ws, (long long)id);
-	job_run(&j.t);
-	free(j.keys);
+	(void)sc;
+	r->ids = xrealloc(r->ids, xmul(r->n + 1, sizeof(*r->ids)));
+	r->ids[r->n][0] = ws;
+	r->ids[r->n++][1] = id;
 	return 0;
 }
 
@@ -115,14 +123,22 @@ static void resume_run(struct worker_task *t)
 	int rc = jobs_conn(r->a);
 
 	if (!rc)
-		rc = store_erasures_pending(r->a->jobs_store, resume_one, r->a);
+		rc = store_erasures_pending(r->a->jobs_store, note_pending, r);
 	if (rc)
 		log_warn("erasure_resume_failed", "error=%s", weft_strerror(rc));
+	for (size_t i = 0; i < r->n; i++) {
+		log_info("erasure_resumed", "workspace=%lld erasure=%lld", (long long)r->ids[i][0],
+			 (long long)r->ids[i][1]);
+		erase_rows(r->a, r->ids[i][0], r->ids[i][1]);
+	}
 }
 
 static void resume_done(struct worker_task *t)
 {
-	free(t);
+	struct resume *r = (struct resume *)t;
+
+	free(r->ids);
+	free(r);
 }
 
 void api_erase_start(struct api *a)
@@ -191,8 +207,7 @@ static void erase_done(struct engine_cmd *c)
 		http_reply_add_header(x->req, "Location", where);
 		api_reply_json(x->req, 202, body);
 		json_decref(body);
-		start_job(x->a, x->workspace_id, x->out.erasure_id, x->out.keys, x->out.nkeys);
-		x->out.keys = NULL;
+		start_job(x->a, x->workspace_id, x->out.erasure_id);
 	}
 	free(x->out.keys);
 	free(x);
@@ -313,13 +328,14 @@ static void status_done(struct worker_task *t)
 		json_t *body;
 
 		snprintf(id, sizeof(id), "ers_%lld", (long long)s->erasure_id);
-		body = json_pack("{ss ss sb so so sI sI sI sI so}", "erasure_id", id,
+		body = json_pack("{ss ss sb so so sI sI sI sI sI so}", "erasure_id", id,
 				 "status", s->e.status, "suppress", s->e.suppress,
 				 "requested_at", time_json(s->e.requested_at),
 				 "finished_at", time_json(s->e.finished_at),
 				 "profiles", (json_int_t)s->e.profiles,
 				 "identifiers", (json_int_t)s->e.identifiers,
 				 "events_deleted", (json_int_t)s->e.events_deleted,
+				 "events_scrubbed", (json_int_t)s->e.events_scrubbed,
 				 "rejected_deleted", (json_int_t)s->e.rejected_deleted,
 				 "error", s->e.error[0] ? json_string(s->e.error) : json_null());
 		if (s->e.key_id)

@@ -523,7 +523,7 @@ static void *engine_main(void *arg)
 	struct engine_cmd *cmds = NULL;
 	int64_t target = 0, head = 0;
 	double wait = 0.1;
-	bool stop = false, failed = false;
+	bool stop = false, failed = false, first = true;
 
 	if (start_up(e) == 0) {
 		int rc = store_log_head(e->store, &head);
@@ -538,9 +538,11 @@ static void *engine_main(void *arg)
 	pthread_mutex_unlock(&e->mu);
 	while (e->store) {
 		/* Wait for work only when there is none: a start-up catch-up begins at once. */
-		double idle = failed ? wait : target > e->applied ? 0 : e->cp_interval / 4;
+		double idle = failed ? wait : first || target > e->applied ? 0 : e->cp_interval / 4;
 		struct engine_cmd *more = take_work(e, &pending, &pending_tail, &target, &stop,
 						    idle);
+
+		first = false;
 		int rc = 0;
 
 		for (struct engine_cmd **p = &cmds; more; more = NULL) {

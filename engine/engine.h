@@ -133,8 +133,9 @@ struct engine_erasure {
  * For run(): erases the profile profile_id resolves to (docs/profiles.md#erase):
  * records the erasure (and, with suppress, puts its identifier keys on the
  * suppression list) in the database first, then wipes it from the graph
- * and the profile store. Deleting its rows from the log is the caller's
- * job (store_erasure_delete_rows, then store_erasure_finish). Returns 0,
+ * and the profile store, and asks for a state save at once. Deleting its
+ * rows from the log is the caller's job (store_erasure_delete_rows, then
+ * store_erasure_finish, which waits for that save). Returns 0,
  * WEFT_ENOTFOUND, or the database's error (then nothing changed).
  */
 int engine_erase_profile(struct engine *e, int64_t workspace_id, uint64_t profile_id,

@@ -27,10 +27,16 @@ struct page_hashes {
 	uint32_t n, cap;
 };
 
-/* An unfinished erasure's keys: events up to upto_seq carrying one are skipped. */
+/*
+ * An erasure's scope, while its rows may still be in the log: the events
+ * its profile held, and those after applied_seq up to upto_seq carrying
+ * one of its keys, are skipped.
+ */
 struct erased_filter {
 	struct keyset *keys;
-	int64_t upto_seq;
+	int64_t *seqs;		/* ascending */
+	size_t nseqs;
+	int64_t applied_seq, upto_seq;
 };
 
 struct engine_ws {

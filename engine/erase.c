@@ -14,28 +14,48 @@
 #include "lib/err.h"
 #include "lib/log.h"
 
+static int i64_cmp(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+	return (x > y) - (x < y);
+}
+
 bool engine_ws_drops(const struct engine_ws *w, int64_t seq, const struct identity_ident *ids,
 		     size_t n)
 {
-	for (size_t i = 0; i < n; i++) {
-		if (w->suppressed && keyset_has(w->suppressed, ids[i].key))
+	for (size_t f = 0; f < w->nfilters; f++) {
+		const struct erased_filter *ef = &w->filters[f];
+
+		if (ef->nseqs && bsearch(&seq, ef->seqs, ef->nseqs, sizeof(seq), i64_cmp))
 			return true;
-		for (size_t f = 0; f < w->nfilters; f++)
-			if (seq <= w->filters[f].upto_seq && keyset_has(w->filters[f].keys, ids[i].key))
+		if (seq <= ef->applied_seq || seq > ef->upto_seq)
+			continue;
+		for (size_t i = 0; i < n; i++)
+			if (keyset_has(ef->keys, ids[i].key))
 				return true;
 	}
+	for (size_t i = 0; w->suppressed && i < n; i++)
+		if (keyset_has(w->suppressed, ids[i].key))
+			return true;
 	return false;
 }
 
-static void add_filter(struct engine_ws *w, const uint8_t (*keys)[16], size_t n, int64_t upto)
+static void add_filter(struct engine_ws *w, const struct store_erasure_scope *sc)
 {
-	struct keyset *ks = keyset_new(n);
+	struct erased_filter *ef;
 
-	for (size_t i = 0; i < n; i++)
-		keyset_add(ks, keys[i]);
 	w->filters = xrealloc(w->filters, xmul(w->nfilters + 1, sizeof(*w->filters)));
-	w->filters[w->nfilters].keys = ks;
-	w->filters[w->nfilters++].upto_seq = upto;
+	ef = &w->filters[w->nfilters++];
+	ef->keys = keyset_new(sc->nkeys);
+	for (size_t i = 0; i < sc->nkeys; i++)
+		keyset_add(ef->keys, sc->keys[i]);
+	ef->seqs = xmalloc(xmul(sc->nseqs ? sc->nseqs : 1, sizeof(*ef->seqs)));
+	memcpy(ef->seqs, sc->seqs, sc->nseqs * sizeof(*ef->seqs));
+	ef->nseqs = sc->nseqs;
+	qsort(ef->seqs, ef->nseqs, sizeof(*ef->seqs), i64_cmp);
+	ef->applied_seq = sc->applied_seq;
+	ef->upto_seq = sc->upto_seq;
 }
 
 void engine_ws_suppress(struct engine_ws *w, const uint8_t key[16])
@@ -71,16 +91,22 @@ static void collect(struct collected *c, const struct identity_graph *g, uint64_
 	}
 }
 
-/* Wipes profile pid from the graph and the profile store (write lock held). */
-static void wipe(struct engine_ws *w, uint64_t pid, const struct collected *c)
+/* Wipes profile pid from the graph and the profile store (write lock held); returns its events. */
+static int64_t *wipe(struct engine_ws *w, uint64_t pid, const struct collected *c, size_t *nseqs)
 {
-	size_t n;
-	int64_t *seqs = profile_store_forget(w->ps, pid, &n);
+	int64_t *seqs = profile_store_forget(w->ps, pid, nseqs);
 
-	free(seqs);	/* their rows are deleted by key, with every other trace */
 	identity_graph_erase(w->g, pid, NULL, NULL);
 	for (size_t i = 0; i < c->n; i++)
 		profile_store_forget_identifier(w->ps, c->nodes[i]);
+	return seqs;
+}
+
+static void collected_release(struct collected *c)
+{
+	free(c->keys);
+	free(c->types);
+	free(c->nodes);
 }
 
 int engine_erase_profile(struct engine *e, int64_t workspace_id, uint64_t profile_id,
@@ -88,12 +114,18 @@ int engine_erase_profile(struct engine *e, int64_t workspace_id, uint64_t profil
 {
 	struct engine_ws *w = engine_ws_find(e, workspace_id, true);
 	struct collected c = { 0 };
+	struct store_erasure_scope sc = { 0 };
+	int64_t *seqs = NULL, head;
+	size_t nseqs = 0;
 	uint64_t pid;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
 	if (!e->store)
 		return WEFT_EUNAVAIL;
+	pthread_mutex_lock(&e->mu);
+	head = e->behind_to;	/* the last seq any commit reported */
+	pthread_mutex_unlock(&e->mu);
 	pthread_rwlock_wrlock(&e->rw);
 	pid = identity_graph_resolve(w->g, profile_id);
 	if (!pid) {
@@ -101,55 +133,62 @@ int engine_erase_profile(struct engine *e, int64_t workspace_id, uint64_t profil
 		return WEFT_ENOTFOUND;
 	}
 	collect(&c, w->g, pid);
-	/* Durable first: the job row (with the keys, until it is done), then suppression. */
-	rc = store_erasure_create(e->store, workspace_id, key_id, suppress,
-				  (const uint8_t (*)[16])c.keys, c.n, e->applied, 1, &out->erasure_id);
+	/* Its events, without forgetting them yet: the row must be durable first. */
+	sc.seqs = seqs = profile_store_events_all(w->ps, pid, &nseqs);
+	sc.nseqs = nseqs;
+	sc.keys = (const uint8_t (*)[16])c.keys;
+	sc.nkeys = c.n;
+	sc.applied_seq = e->applied;
+	sc.upto_seq = head > e->applied ? head : e->applied;
+	rc = store_erasure_create(e->store, workspace_id, key_id, suppress, &sc, &out->erasure_id);
 	if (!rc && suppress)
 		rc = store_suppressed_add(e->store, workspace_id, (const uint8_t (*)[16])c.keys,
 					  c.types, c.n, out->erasure_id);
 	if (!rc) {
-		wipe(w, pid, &c);
-		add_filter(w, (const uint8_t (*)[16])c.keys, c.n, e->applied);
+		size_t n;
+
+		free(wipe(w, pid, &c, &n));
+		add_filter(w, &sc);
 		for (size_t i = 0; suppress && i < c.n; i++)
 			engine_ws_suppress(w, c.keys[i]);
 		e->cp_soon = true;
 	}
 	pthread_rwlock_unlock(&e->rw);
+	free(seqs);
+	if (!rc)
+		log_info("erasure_started", "workspace=%lld erasure=%lld identifiers=%zu events=%zu "
+			 "suppress=%d", (long long)workspace_id, (long long)out->erasure_id, c.n, nseqs,
+			 (int)suppress);
 	if (!rc) {
-		log_info("erasure_started", "workspace=%lld erasure=%lld identifiers=%zu suppress=%d",
-			 (long long)workspace_id, (long long)out->erasure_id, c.n, (int)suppress);
 		out->keys = c.keys;
 		out->nkeys = c.n;
 		c.keys = NULL;
 	}
-	free(c.keys);
-	free(c.types);
-	free(c.nodes);
+	collected_release(&c);
 	return rc;
 }
 
 /* At start: an erasure not finished yet is wiped again (the state may predate it) and filters the log. */
 static int load_pending(void *arg, int64_t workspace_id, int64_t erasure_id,
-			const uint8_t (*keys)[16], size_t n, int64_t upto_seq)
+			const struct store_erasure_scope *sc)
 {
 	struct engine *e = arg;
 	struct engine_ws *w = engine_ws_find(e, workspace_id, true);
 	const char *name;
 
 	pthread_rwlock_wrlock(&e->rw);
-	add_filter(w, keys, n, upto_seq);
-	for (size_t i = 0; i < n; i++)
+	add_filter(w, sc);
+	for (size_t i = 0; i < sc->nkeys; i++)
 		for (uint16_t t = 0; (name = identity_graph_type_name(w->g, t)); t++) {
-			uint64_t pid = identity_graph_lookup(w->g, t, keys[i]);
+			uint64_t pid = identity_graph_lookup(w->g, t, sc->keys[i]);
 			struct collected c = { 0 };
+			size_t n;
 
 			if (!pid)
 				continue;
 			collect(&c, w->g, pid);
-			wipe(w, pid, &c);
-			free(c.keys);
-			free(c.types);
-			free(c.nodes);
+			free(wipe(w, pid, &c, &n));
+			collected_release(&c);
 			e->cp_soon = true;
 		}
 	pthread_rwlock_unlock(&e->rw);
@@ -176,8 +215,10 @@ int engine_erasures_load(struct engine *e)
 void engine_ws_release_filters(struct engine_ws *w)
 {
 	keyset_free(w->suppressed);
-	for (size_t i = 0; i < w->nfilters; i++)
+	for (size_t i = 0; i < w->nfilters; i++) {
 		keyset_free(w->filters[i].keys);
+		free(w->filters[i].seqs);
+	}
 	free(w->filters);
 	w->suppressed = NULL;
 	w->filters = NULL;

@@ -130,6 +130,9 @@ void profile_view_release(struct profile_view *v);
 size_t profile_store_events(const struct profile_store *ps, uint64_t profile_id,
 			    int64_t before_seq, int64_t after_seq, int64_t *out, size_t max);
 
+/* Every event of profile_id's merged set, in no order (malloc'd, *n of them; NULL if none). */
+int64_t *profile_store_events_all(const struct profile_store *ps, uint64_t profile_id, size_t *n);
+
 struct profile_ident_seen {
 	int64_t first_seq;		/* 0: never recorded */
 	int64_t first_us, last_us;

@@ -1119,3 +1119,30 @@ int profile_store_restore(const struct profile_section in[PROFILE_SECTIONS],
 	*out = ps;
 	return 0;
 }
+
+int64_t *profile_store_events_all(const struct profile_store *ps, uint64_t profile_id, size_t *n)
+{
+	int64_t *out = NULL;
+	size_t cap = 0;
+	uint64_t q;
+
+	*n = 0;
+	if (!profile_id || profile_id >= ps->nprofs)
+		return NULL;
+	q = profile_id;
+	do {
+		const struct prof *p = &ps->profs[q];
+
+		for (uint32_t e = p->ev_head; e; e = ps->ev_prev[e]) {
+			if (!ps->ev_seq[e])
+				continue;
+			if (*n == cap) {
+				cap = cap ? 2 * cap : 64;
+				out = xrealloc(out, xmul(cap, sizeof(*out)));
+			}
+			out[(*n)++] = ps->ev_seq[e];
+		}
+		q = p->ring ? p->ring : q;
+	} while (q != profile_id);
+	return out;
+}

@@ -376,45 +376,64 @@ int store_suppressed_keys_stamps(struct store *s,
 
 /* ---- erasures (docs/profiles.md#erase) ---- */
 
+/* What an erasure covers. */
+struct store_erasure_scope {
+	const uint8_t (*keys)[16];	/* the person's identifier keys */
+	size_t nkeys;
+	const int64_t *seqs;		/* the events its profile held (native byte order) */
+	size_t nseqs;
+	int64_t applied_seq;		/* the engine had applied every event up to here */
+	int64_t upto_seq;		/* and every event up to here was committed */
+};
+
 /*
- * Starts an erasure's row (status running) with the person's identifier
- * keys (kept until it is done, so a restart can finish it) and the last
- * event it covers. Sets *erasure_id.
+ * Starts an erasure's row (status running) with its scope, kept until it is
+ * done so that a restart can finish it. Sets *erasure_id.
  */
 int store_erasure_create(struct store *s, int64_t workspace_id, int64_t key_id, bool suppress,
-			 const uint8_t (*keys)[16], size_t n, int64_t upto_seq, int profiles,
-			 int64_t *erasure_id);
+			 const struct store_erasure_scope *scope, int64_t *erasure_id);
 /* Puts keys (with their types) on the suppression list, in one transaction. */
 int store_suppressed_add(struct store *s, int64_t workspace_id, const uint8_t (*keys)[16],
 			 const char *const *types, size_t n, int64_t erasure_id);
+
+struct store_erasure_counts {
+	int64_t events_deleted, events_scrubbed, rejected_deleted;
+};
+
 /*
- * In one transaction: raises log_head to the last seq, then deletes every
- * event and rejected event of the workspace whose identifiers carry one of
- * the keys, counting them. A scan of the workspace's events.
+ * In one transaction: raises log_head to the last seq; deletes the
+ * person's events (those its profile held, and those committed before the
+ * erasure but not yet applied that carry its keys); takes its keys out of
+ * other people's events up to the erasure; deletes the rejected events
+ * received before it that carry its keys. WEFT_ENOTFOUND if the erasure
+ * has no scope left (done).
  */
-int store_erasure_delete_rows(struct store *s, int64_t workspace_id,
-			      const uint8_t (*keys)[16], size_t n, int64_t *events,
-			      int64_t *rejected);
-/* Marks the erasure done (error NULL; its keys are dropped) or failed with error. */
+int store_erasure_delete_rows(struct store *s, int64_t workspace_id, int64_t erasure_id,
+			      struct store_erasure_counts *out);
+/*
+ * Marks the erasure done (error NULL; its scope is dropped) or failed with
+ * error. Done waits for the engine's state saved after the erasure began:
+ * until then WEFT_ECONFLICT, and the erasure stays running.
+ */
 int store_erasure_finish(struct store *s, int64_t workspace_id, int64_t erasure_id,
-			 int64_t events, int64_t rejected, const char *error);
+			 const struct store_erasure_counts *c, const char *error);
 
 struct store_erasure {
 	int64_t erasure_id, key_id;
 	char status[16];
 	bool suppress;
 	double requested_at, finished_at;	/* Unix seconds; finished 0 while running */
-	int64_t profiles, identifiers, events_deleted, rejected_deleted;
+	int64_t profiles, identifiers, events_deleted, events_scrubbed, rejected_deleted;
 	char error[256];
 };
 
 /* WEFT_ENOTFOUND if the workspace has no such erasure. */
 int store_erasure_get(struct store *s, int64_t workspace_id, int64_t erasure_id,
 		      struct store_erasure *out);
-/* Calls fn for every erasure not done yet, with its keys. */
+/* Calls fn for every erasure not done yet, with its scope (valid during the call). */
 int store_erasures_pending(struct store *s,
 			   int (*fn)(void *arg, int64_t workspace_id, int64_t erasure_id,
-				     const uint8_t (*keys)[16], size_t n, int64_t upto_seq),
+				     const struct store_erasure_scope *scope),
 			   void *arg);
 
 /* ---- a profile's events (store/profile_read.c, docs/profiles.md) ---- */
@@ -455,5 +474,6 @@ struct store_event_query {
 int store_events_select(struct store *s, int64_t workspace_id, const int64_t *seqs, size_t n,
 			const struct store_event_query *q,
 			int (*fn)(void *arg, const struct store_event_row *row), void *arg);
+
 
 #endif

@@ -31,10 +31,16 @@ CREATE TABLE erasures (
 	identifiers integer NOT NULL DEFAULT 0,
 	events_deleted bigint NOT NULL DEFAULT 0,
 	rejected_deleted bigint NOT NULL DEFAULT 0,
-	-- While running: the identifier keys to delete (16 bytes each, end to
-	-- end) and the last event the erasure covers, so that a restart can
-	-- finish the job. Cleared when it is done.
+	-- Other people's events that carried one of the identifiers: kept,
+	-- with the identifier taken out of them.
+	events_scrubbed bigint NOT NULL DEFAULT 0,
+	-- While running, so that a restart can finish the job (cleared when
+	-- done): the identifier keys (16 bytes each, end to end), the events
+	-- the profile held (8-byte seqs), the last event the engine had
+	-- applied and the last one committed when the erasure began.
 	pending_keys bytea,
+	pending_seqs bytea,
+	applied_seq bigint,
 	upto_seq bigint,
 	error text,
 	PRIMARY KEY (workspace_id, erasure_id)
