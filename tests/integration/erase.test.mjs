@@ -25,6 +25,7 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import {
 	useWeft, assertError, assertSuccess, messageId, psqlBin, run, show, sleep, sql, TIMEOUT_SCALE,
+	eventually, ev, identSegment,
 } from './harness.mjs';
 
 const weft = useWeft('erase', { workspaces: ['other'] });
@@ -34,53 +35,6 @@ const pgDumpBin = path.isAbsolute(psqlBin) ? path.join(path.dirname(psqlBin), 'p
 // ---------------------------------------------------------------------------
 // Helpers
 
-// The /metrics series as name{labels} -> number.
-async function metrics() {
-	const res = await weft.get('/metrics');
-	assert.equal(res.status, 200, show(res));
-	const out = {};
-	for (const line of res.text.split('\n')) {
-		const m = /^([a-zA-Z_:][\w:]*(?:\{[^}]*\})?) (\S+)$/.exec(line);
-		if (m) out[m[1]] = Number(m[2]);
-	}
-	return out;
-}
-
-async function maxSeq() {
-	const [row] = await weft.query('SELECT coalesce(max(seq), 0)::bigint AS seq FROM events');
-	return Number(row.seq);
-}
-
-// Waits until the engine has loaded its state and applied every event in
-// the log; resolves the metrics then.
-async function settle() {
-	const want = await maxSeq();
-	const deadline = Date.now() + 10_000 * TIMEOUT_SCALE;
-	let m;
-	for (;;) {
-		m = await metrics();
-		if (m.weft_engine_applied_seq >= want && m.weft_engine_caught_up === 1) return m;
-		if (Date.now() > deadline) break;
-		await sleep(20);
-	}
-	assert.fail(`the engine applied up to seq ${m.weft_engine_applied_seq}, the log ends at ${want} ` +
-		`(caught_up ${m.weft_engine_caught_up})\n${weft.logTail(30)}`);
-}
-
-// Calls fn until ok(result) or ms have passed; resolves the last result.
-async function eventually(fn, ok, ms = 5000) {
-	const deadline = Date.now() + ms * TIMEOUT_SCALE;
-	for (;;) {
-		const v = await fn();
-		if (ok(v) || Date.now() > deadline) return v;
-		await sleep(50);
-	}
-}
-
-function ev(type, fields) {
-	return { type, messageId: messageId(type), ...fields };
-}
-
 // Sends one event to its own endpoint (/v1/track for a track, ...), as sent before.
 function send(e, key = weft.keys.write) {
 	const { type, ...body } = e;
@@ -89,12 +43,6 @@ function send(e, key = weft.keys.write) {
 
 async function sendAll(events, key = weft.keys.write) {
 	for (const e of events) assertSuccess(await send(e, key), `${e.type} ${e.messageId}`);
-}
-
-// "type:value" as a path segment, the value percent-encoded.
-function identSegment(ident) {
-	const i = ident.indexOf(':');
-	return `${ident.slice(0, i + 1)}${encodeURIComponent(ident.slice(i + 1))}`;
 }
 
 function erase(ident, { suppress, key = weft.keys.admin, query } = {}) {
@@ -246,12 +194,12 @@ function copyOf(dump, table) {
 // Forces an engine save (an admin command saves at once) and waits until
 // the saved checkpoint is the applied seq: no save is due for a while then.
 async function checkpointNow() {
-	const m0 = await settle();
+	const m0 = await weft.settle();
 	const rules = await weft.get('/v1/admin/identity-rules', { key: weft.keys.admin });
 	assert.equal(rules.status, 200, show(rules));
 	const put = await weft.request('PUT', '/v1/admin/identity-rules', { key: weft.keys.admin, body: rules.json });
 	assert.equal(put.status, 200, show(put));
-	const m = await eventually(metrics, (x) => x.weft_engine_checkpoints_total > m0.weft_engine_checkpoints_total &&
+	const m = await eventually(() => weft.metrics(), (x) => x.weft_engine_checkpoints_total > m0.weft_engine_checkpoints_total &&
 		x.weft_engine_checkpoint_seq >= m0.weft_engine_applied_seq);
 	assert.ok(m.weft_engine_checkpoint_seq >= m0.weft_engine_applied_seq,
 		`the engine did not save: checkpoint ${m.weft_engine_checkpoint_seq}, applied ${m0.weft_engine_applied_seq}`);
@@ -301,7 +249,7 @@ test('erase with suppress: the person is gone from memory and the database, othe
 	const br = await weft.post('/v1/batch', { batch });
 	assertSuccess(br, 'batch');
 	assert.deepEqual(br.json.rejected?.map((r) => r.index), [1, 3], show(br));
-	await settle();
+	await weft.settle();
 
 	// Pat before: one profile holding five identifiers, found by each.
 	const pProf = await profile(`user_id:${P.userId}`);
@@ -336,7 +284,7 @@ test('erase with suppress: the person is gone from memory and the database, othe
 	const dumpBefore = await pgDump();
 	for (const k of allPKeys) assert.ok(dumpBefore.includes(k), `key ${k} not in the dump before the erasure`);
 
-	const m0 = await metrics();
+	const m0 = await weft.metrics();
 	const adminId = await adminKeyId();
 	const requested = Date.now();
 	const started = await eraseOk(`email:${P.email}`, { suppress: true, identifiers: 5 });
@@ -363,7 +311,7 @@ test('erase with suppress: the person is gone from memory and the database, othe
 	assert.ok(Date.parse(done.finished_at) >= Date.parse(done.requested_at), JSON.stringify(done));
 
 	// The engine saved its state after the wipe.
-	const m1 = await eventually(metrics, (m) => m.weft_engine_checkpoints_total > m0.weft_engine_checkpoints_total);
+	const m1 = await eventually(() => weft.metrics(), (m) => m.weft_engine_checkpoints_total > m0.weft_engine_checkpoints_total);
 	assert.ok(m1.weft_engine_checkpoints_total > m0.weft_engine_checkpoints_total, 'no engine save after the erasure');
 
 	for (const ident of pIdents) await assertGone(ident, 'once done');
@@ -406,7 +354,7 @@ test('erase with suppress: the person is gone from memory and the database, othe
 	}
 
 	// Replaying Pat's events, same bodies and messageIds: 200 each, nothing stored.
-	const m2 = await metrics();
+	const m2 = await weft.metrics();
 	const before = await weft.counts();
 	await sendAll(pSingles);
 	const replay = await weft.post('/v1/batch', { batch });
@@ -415,7 +363,7 @@ test('erase with suppress: the person is gone from memory and the database, othe
 	assert.deepEqual(replay.json.rejected?.map((r) => r.index), [3], show(replay));
 	const pIds = [...pSingles, batch[0], batch[1]].map((e) => e.messageId);
 	assert.deepEqual(await storedIds(pIds), [], 'a replayed event of Pat\'s was stored');
-	const m3 = await metrics();
+	const m3 = await weft.metrics();
 	assert.equal(m3.weft_events_suppressed_total - m2.weft_events_suppressed_total, pSingles.length + 2,
 		'weft_events_suppressed_total');
 	assert.equal(m2.weft_events_suppressed_total - m0.weft_events_suppressed_total, 1, 'the event sent right after the 202');
@@ -427,7 +375,7 @@ test('erase with suppress: the person is gone from memory and the database, othe
 	const qNew = ev('track', { userId: Q.userId, event: 'Order Completed' });
 	assertSuccess(await send(qNew));
 	assert.deepEqual(await storedIds([qNew.messageId]), [qNew.messageId]);
-	await settle();
+	await weft.settle();
 	const q2 = await profile(`user_id:${Q.userId}`);
 	assert.equal(q2.profile_id, qProf.profile_id);
 	assert.equal(q2.counters.events, qProf.counters.events + 1, JSON.stringify(q2.counters));
@@ -444,10 +392,10 @@ test('erase without suppress: the person may come back, as a new profile', async
 		ev('track', { userId: R.userId, event: 'Signed Up' }),
 	];
 	await sendAll(first);
-	await settle();
+	await weft.settle();
 	const old = await profile(`user_id:${R.userId}`);
 	const rKeys = Object.values(keysOf(old)).flat();
-	const m0 = await metrics();
+	const m0 = await weft.metrics();
 
 	const started = await eraseOk(`user_id:${R.userId}`, { suppress: 'false', identifiers: 2 });
 	const done = await erasureDone(started.erasure_id);
@@ -468,7 +416,7 @@ test('erase without suppress: the person may come back, as a new profile', async
 	];
 	await sendAll(again);
 	assert.deepEqual(await storedIds(again.map((e) => e.messageId)), again.map((e) => e.messageId).sort());
-	await settle();
+	await weft.settle();
 	const back = await profile(`anonymous_id:${R.anon}`);
 	assert.notEqual(back.profile_id, old.profile_id, 'the erased profile id came back');
 	assert.ok(Number(back.profile_id.slice(4)) > Number(old.profile_id.slice(4)), `${back.profile_id} is not new`);
@@ -476,7 +424,7 @@ test('erase without suppress: the person may come back, as a new profile', async
 	assert.equal(back.traits.name, 'Riley Again', 'a trait from before the erasure survived');
 	assert.equal(back.counters.events, 2, JSON.stringify(back.counters));
 	assertError(await native(`profile_id:${old.profile_id}`), 404, 'not_found', 'the erased profile id');
-	assert.equal((await metrics()).weft_events_suppressed_total, m0.weft_events_suppressed_total, 'events were suppressed');
+	assert.equal((await weft.metrics()).weft_events_suppressed_total, m0.weft_events_suppressed_total, 'events were suppressed');
 	// suppress=0 is a valid spelling too.
 	const zero = await eraseOk(`user_id:${R.userId}`, { query: '?suppress=0', identifiers: 2 });
 	assert.equal((await erasureDone(zero.erasure_id)).suppress, false);
@@ -485,7 +433,7 @@ test('erase without suppress: the person may come back, as a new profile', async
 test('an event sent after the 202, while the erasure job is still deleting, is kept', async () => {
 	const R = { userId: `rowan-${RUN}`, anon: `rowan-anon-${RUN}` };
 	await sendAll([ev('identify', { userId: R.userId, anonymousId: R.anon })]);
-	await settle();
+	await weft.settle();
 	const old = await profile(`user_id:${R.userId}`);
 
 	// Hold the job at its first statement (it raises log_head first).
@@ -504,7 +452,7 @@ test('an event sent after the 202, while the erasure job is still deleting, is k
 		assert.equal(done.events_deleted, 1, `the erasure deleted an event sent after its 202: ${JSON.stringify(done)}`);
 		assert.deepEqual(await storedIds([later.messageId]), [later.messageId],
 			'an event acknowledged after the erasure was accepted was deleted by the erasure job');
-		await settle();
+		await weft.settle();
 		const back = await profile(`user_id:${R.userId}`);
 		assert.notEqual(back.profile_id, old.profile_id);
 	} finally {
@@ -526,7 +474,7 @@ test('erasing one user of a shared device keeps the other user\'s events', async
 		ev('track', { anonymousId: anon, userId: bob, event: 'Order Completed' }),
 	];
 	await sendAll([...aliceEvents, ...bobEvents]);
-	await settle();
+	await weft.settle();
 	const a = await profile(`user_id:${alice}`);
 	const b = await profile(`user_id:${bob}`);
 	assert.notEqual(a.profile_id, b.profile_id);
@@ -558,7 +506,7 @@ test('erase with suppress, then restart at once: still erased, the job done, rep
 		ev('track', { anonymousId: S.anon, event: 'Scrolled' }),
 	];
 	await sendAll(events);
-	await settle();
+	await weft.settle();
 	const prof = await profile(`user_id:${S.userId}`);
 	const keys = Object.values(keysOf(prof)).flat();
 	const idents = [`user_id:${S.userId}`, `anonymous_id:${S.anon}`, `email:${S.email}`, `profile_id:${prof.profile_id}`];
@@ -566,19 +514,19 @@ test('erase with suppress, then restart at once: still erased, the job done, rep
 	const started = await eraseOk(`user_id:${S.userId}`, { suppress: true, identifiers: 3 });
 	await weft.restart();
 	// Suppression holds from the first request the new server answers.
-	const m0 = await metrics();
+	const m0 = await weft.metrics();
 	assertSuccess(await send(events[1]), 'replay right after the restart');
 	assert.deepEqual(await storedIds([events[1].messageId]), [], 'replayed right after the restart: stored');
-	await settle();
+	await weft.settle();
 	for (const ident of idents) await assertGone(ident, 'after the restart');
 	const done = await erasureDone(started.erasure_id);
 	assert.equal(done.events_deleted, events.length, JSON.stringify(done));
 	assert.deepEqual(await rowsWithKeys(keys), { events: 0, rejected: 0 });
 	await sendAll(events);
 	assert.deepEqual(await storedIds(events.map((e) => e.messageId)), [], 'replayed events were stored');
-	const m1 = await metrics();
+	const m1 = await weft.metrics();
 	assert.equal(m1.weft_events_suppressed_total - m0.weft_events_suppressed_total, events.length + 1);
-	await settle();
+	await weft.settle();
 	for (const ident of idents) await assertGone(ident, 'after the replay');
 });
 
@@ -608,18 +556,18 @@ test('kill -9 before the job and the state save finish: the erasure resumes and 
 	}
 	await waitNoBackends();
 	await weft.start();
-	await settle();
+	await weft.settle();
 	for (const ident of idents) await assertGone(ident, 'after kill -9 and a start');
 	const done = await erasureDone(started.erasure_id);
 	assert.equal(done.events_deleted, events.length, JSON.stringify(done));
 	assert.deepEqual(await rowsWithKeys(keys), { events: 0, rejected: 0 });
 	await sendAll(events);
 	assert.deepEqual(await storedIds(events.map((e) => e.messageId)), [], 'replayed events were stored');
-	await settle();
+	await weft.settle();
 	for (const ident of idents) await assertGone(ident, 'after the replay');
 	// A clean restart later: still erased.
 	await weft.restart();
-	await settle();
+	await weft.settle();
 	for (const ident of idents) await assertGone(ident, 'after a later restart');
 });
 
@@ -653,7 +601,7 @@ test('kill -9 after the job deleted the rows but before the state save: the pers
 	}
 	await waitNoBackends();
 	await weft.start();
-	await settle();
+	await weft.settle();
 	for (const ident of idents) await assertGone(ident, 'after kill -9 and a start');
 	await erasureDone(started.erasure_id);
 	assert.deepEqual(await rowsWithKeys(keys), { events: 0, rejected: 0 });
@@ -669,12 +617,12 @@ test('a profile that absorbed another is erased whole', async () => {
 	const email = `vic.${RUN}@example.org`;
 	const pages = [ev('page', { anonymousId: s1, name: 'Home' }), ev('page', { anonymousId: s2, name: 'Pricing' })];
 	await sendAll(pages);
-	await settle();
+	await weft.settle();
 	const [p1, p2] = [(await profile(`anonymous_id:${s1}`)).profile_id, (await profile(`anonymous_id:${s2}`)).profile_id];
 	assert.notEqual(p1, p2);
 	const ids = [ev('identify', { anonymousId: s1, traits: { email } }), ev('identify', { anonymousId: s2, traits: { email } })];
 	await sendAll(ids);
-	await settle();
+	await weft.settle();
 	const merged = await profile(`anonymous_id:${s2}`);
 	assert.equal(merged.profile_id, p1, 'the sessions were not merged');
 	assert.deepEqual(merged.absorbed_ids, [p2]);
@@ -701,7 +649,7 @@ test('a profile that absorbed another is erased whole', async () => {
 test('errors: keys, unknown profiles, bad parameters, unknown erasures', async () => {
 	const user = `yuki-${RUN}`;
 	await sendAll([ev('identify', { userId: user })]);
-	await settle();
+	await weft.settle();
 	const ident = `user_id:${user}`;
 
 	assertError(await erase(ident, { key: null }), 401, 'unauthorized', 'no key');
@@ -746,7 +694,7 @@ test('errors: keys, unknown profiles, bad parameters, unknown erasures', async (
 test('while the engine loads after a start, DELETE answers 503 loading', async () => {
 	const user = `zed-${RUN}`;
 	await sendAll([ev('identify', { userId: user })]);
-	await settle();
+	await weft.settle();
 	await weft.stop();
 	const lock = await holdLock(`LOCK TABLE engine_checkpoint IN ACCESS EXCLUSIVE MODE; SELECT 'locked';`);
 	try {
@@ -757,7 +705,7 @@ test('while the engine loads after a start, DELETE answers 503 loading', async (
 	} finally {
 		await lock.release();
 	}
-	await settle();
+	await weft.settle();
 	assert.equal((await profile(`user_id:${user}`)).identifiers.length, 1, 'erased while loading');
 	await weft.assertCleanExit();
 });

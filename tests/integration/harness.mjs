@@ -535,6 +535,78 @@ export class Weft {
 	logTail(lines) {
 		return tail(this.logFile, lines);
 	}
+
+	// The /metrics series as name{labels} -> number.
+	async metrics() {
+		const res = await this.get('/metrics');
+		assert.equal(res.status, 200, show(res));
+		const out = {};
+		for (const line of res.text.split('\n')) {
+			const m = /^([a-zA-Z_:][\w:]*(?:\{[^}]*\})?) (\S+)$/.exec(line);
+			if (m) out[m[1]] = Number(m[2]);
+		}
+		return out;
+	}
+
+	// Waits until the engine has loaded its state and applied every event
+	// committed so far (events are applied a few ms after their 200);
+	// resolves the metrics then.
+	async settle(ms = 15_000) {
+		const deadline = Date.now() + ms * TIMEOUT_SCALE;
+		let m;
+		for (;;) {
+			m = await this.metrics();
+			if (m.weft_engine_caught_up === 1 && m.weft_engine_applied_seq >= m.weft_log_last_seq) return m;
+			if (Date.now() > deadline) break;
+			await sleep(20);
+		}
+		assert.fail(`the engine applied up to seq ${m.weft_engine_applied_seq}, the log ends at ` +
+			`${m.weft_log_last_seq} (caught_up ${m.weft_engine_caught_up})\n${this.logTail(30)}`);
+	}
+
+	// Sends events through /v1/batch, chunk at a time; every one must be accepted.
+	async sendBatches(events, key = this.keys.write, chunk = 500) {
+		for (let i = 0; i < events.length; i += chunk) {
+			const res = await this.post('/v1/batch', { batch: events.slice(i, i + chunk) }, { key });
+			assertSuccess(res, `batch of events ${i}..`);
+			assert.equal(res.json.rejected, undefined, `events were rejected: ${show(res)}`);
+		}
+	}
+}
+
+// An event of type with a fresh messageId.
+export function ev(type, fields) {
+	return { type, messageId: messageId(type), ...fields };
+}
+
+// "type:value" as a path segment, the value percent-encoded.
+export function identSegment(ident) {
+	const i = ident.indexOf(':');
+	return `${ident.slice(0, i + 1)}${encodeURIComponent(ident.slice(i + 1))}`;
+}
+
+// Calls fn until ok(result) or ms have passed; resolves the last result.
+export async function eventually(fn, ok, ms = 5000) {
+	const deadline = Date.now() + ms * TIMEOUT_SCALE;
+	for (;;) {
+		const v = await fn();
+		if (ok(v) || Date.now() > deadline) return v;
+		await sleep(50);
+	}
+}
+
+// Runs fn over items with at most `limit` calls at once; resolves the results in order.
+export async function mapLimit(items, limit, fn) {
+	const out = new Array(items.length);
+	let next = 0;
+	const worker = async () => {
+		while (next < items.length) {
+			const i = next++;
+			out[i] = await fn(items[i], i);
+		}
+	};
+	await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+	return out;
 }
 
 // Shows a response in an assertion message.

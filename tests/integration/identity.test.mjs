@@ -11,7 +11,7 @@
 // order and some build on the state earlier ones left.
 //
 // Events are applied to the graph a few milliseconds after their 200:
-// settle() waits until weft_engine_applied_seq reaches the log's last seq.
+// weft.settle() waits until weft_engine_applied_seq reaches the log's last seq.
 // Where a test needs the engine to be slow to load its saved state after a
 // restart (as a large state makes it), a psql transaction holds the
 // engine_checkpoint table locked meanwhile (holdEngineLoad()).
@@ -22,6 +22,7 @@ import fs from 'node:fs';
 import { spawn } from 'node:child_process';
 import {
 	useWeft, assertError, assertSuccess, messageId, psqlBin, show, sleep, sql, TIMEOUT_SCALE,
+	mapLimit, eventually, ev,
 } from './harness.mjs';
 
 const weft = useWeft('identity', { workspaces: ['rules', 'unmerge', 'stream'] });
@@ -46,61 +47,9 @@ const ws = {
 // ---------------------------------------------------------------------------
 // Helpers
 
-// Runs fn over items with at most `limit` calls at once; resolves the results in order.
-async function mapLimit(items, limit, fn) {
-	const out = new Array(items.length);
-	let next = 0;
-	const worker = async () => {
-		while (next < items.length) {
-			const i = next++;
-			out[i] = await fn(items[i], i);
-		}
-	};
-	await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-	return out;
-}
-
-// The /metrics series as name{labels} -> number.
-async function metrics() {
-	const res = await weft.get('/metrics');
-	assert.equal(res.status, 200, show(res));
-	const out = {};
-	for (const line of res.text.split('\n')) {
-		const m = /^([a-zA-Z_:][\w:]*(?:\{[^}]*\})?) (\S+)$/.exec(line);
-		if (m) out[m[1]] = Number(m[2]);
-	}
-	return out;
-}
-
 async function maxSeq() {
 	const [row] = await weft.query('SELECT coalesce(max(seq), 0)::bigint AS seq FROM events');
 	return Number(row.seq);
-}
-
-// Waits until the engine has loaded its state and applied every event in
-// the log; resolves the metrics then.
-async function settle() {
-	const want = await maxSeq();
-	const deadline = Date.now() + 10_000 * TIMEOUT_SCALE;
-	let m;
-	for (;;) {
-		m = await metrics();
-		if (m.weft_engine_applied_seq >= want && m.weft_engine_caught_up === 1) return m;
-		if (Date.now() > deadline) break;
-		await sleep(20);
-	}
-	assert.fail(`the engine applied up to seq ${m.weft_engine_applied_seq}, the log ends at ${want} ` +
-		`(caught_up ${m.weft_engine_caught_up})\n${weft.logTail(30)}`);
-}
-
-// Calls fn until ok(result) or ms have passed; resolves the last result.
-async function eventually(fn, ok, ms = 5000) {
-	const deadline = Date.now() + ms * TIMEOUT_SCALE;
-	for (;;) {
-		const v = await fn();
-		if (ok(v) || Date.now() > deadline) return v;
-		await sleep(50);
-	}
 }
 
 // Sends events as /v1/batch requests of `chunk` events each.
@@ -143,10 +92,6 @@ async function recordsOf(ident, key = ws.it.keys.read) {
 }
 
 const num = (prf) => Number(prf.slice(4));
-
-function ev(type, fields) {
-	return { type, messageId: messageId(type), ...fields };
-}
 
 // Holds up the engine's loading of its saved state, as a large state would:
 // a transaction keeps engine_checkpoint locked until release() (ingest
@@ -214,7 +159,7 @@ test('user_id limit 1: a second userId with the same email makes a second profil
 	assertSuccess(await weft.post('/v1/identify', {
 		userId: 'abc456', messageId: second, traits: { email: 'jane@example1.com' },
 	}));
-	await settle();
+	await weft.settle();
 
 	const p123 = await profileOf('user_id:abc123');
 	const p456 = await profileOf('user_id:abc456');
@@ -249,7 +194,7 @@ test('one anonymousId used by two userIds in turn never joins the two users', as
 		ev('identify', { anonymousId: anon, userId: `bob-${RUN}` }),
 		ev('track', { anonymousId: anon, userId: `bob-${RUN}`, event: 'Bought' }),
 	], ws.it.keys.write);
-	await settle();
+	await weft.settle();
 	const alice = await profileOf(`user_id:alice-${RUN}`);
 	const bob = await profileOf(`user_id:bob-${RUN}`);
 	assert.ok(alice && bob, `alice -> ${alice}, bob -> ${bob}`);
@@ -268,13 +213,13 @@ test('two anonymous sessions identified with the same email become one profile',
 		ev('page', { anonymousId: s1, name: 'Home' }),
 		ev('page', { anonymousId: s2, name: 'Pricing' }),
 	], ws.it.keys.write);
-	await settle();
+	await weft.settle();
 	const [p1, p2] = [await profileOf(`anonymous_id:${s1}`), await profileOf(`anonymous_id:${s2}`)];
 	assert.ok(p1 && p2 && p1 !== p2, `before identify: ${p1}, ${p2}`);
 	const second = ev('identify', { anonymousId: s2, traits: { email } });
 	const identify2 = second.messageId;
 	await sendBatches([ev('identify', { anonymousId: s1, traits: { email } }), second], ws.it.keys.write);
-	await settle();
+	await weft.settle();
 	const after = [await profileOf(`anonymous_id:${s1}`), await profileOf(`anonymous_id:${s2}`), await profileOf(`email:${email}`)];
 	assert.deepEqual(after, [p1, p1, p1], 'the sessions were not merged into the older profile');
 	const h = await recordsOf(`anonymous_id:${s2}`);
@@ -298,7 +243,7 @@ test('placeholder userIds ("-1", "null", "000-0") are stored but never become id
 		const rows = await weft.query(sql`SELECT payload, identifiers FROM events WHERE message_id = ${id}`);
 		assert.equal(rows.length, 1, `event with userId ${userId} stored ${rows.length} times`);
 		assert.equal(rows[0].payload.userId, userId, 'the payload lost its userId');
-		await settle();
+		await weft.settle();
 		assert.equal(await profileOf(`user_id:${userId}`), null, `user_id:${userId} resolves to a profile`);
 		const h = await recordsOf(`anonymous_id:${anon}`);
 		const blocked = h.history.filter((r) => r.kind === 'blocked');
@@ -310,7 +255,7 @@ test('placeholder userIds ("-1", "null", "000-0") are stored but never become id
 	// Many events with "-1" from different people still make no blob.
 	const anons = [`minus-one-a-${RUN}`, `minus-one-b-${RUN}`];
 	await sendBatches(anons.map((a) => ev('identify', { userId: '-1', anonymousId: a })), ws.it.keys.write);
-	await settle();
+	await weft.settle();
 	const [pa, pb] = [await profileOf(`anonymous_id:${anons[0]}`), await profileOf(`anonymous_id:${anons[1]}`)];
 	assert.ok(pa && pb && pa !== pb, `two visitors with userId "-1" share ${pa} / ${pb}`);
 });
@@ -332,13 +277,13 @@ test('a profile is found by each of its identifiers, and an absorbed profile id 
 		}),
 		ev('track', { anonymousId: `droid-anon-${RUN}`, event: 'Opened', context: { device: { type: 'android', id: `droid-${RUN}` } } }),
 	], ws.it.keys.write);
-	await settle();
+	await weft.settle();
 	const main = await profileOf(`user_id:${user}`);
 	const droid = await profileOf(`android.id:droid-${RUN}`);
 	assert.ok(main && droid && main !== droid, `${main} / ${droid}`);
 	// The android profile is newer: linking them keeps the older id.
 	assertSuccess(await weft.post('/v1/identify', { userId: user, anonymousId: `droid-anon-${RUN}`, messageId: messageId('link') }));
-	await settle();
+	await weft.settle();
 
 	const lower = email.toLowerCase();
 	const cases = [
@@ -446,7 +391,7 @@ test('rules: a tightened email limit drops the extra email of new events', async
 	const user = `two-emails-${RUN}`;
 	const emails = [1, 2, 3].map((i) => `e${i}.${RUN}@example.net`);
 	await sendBatches(emails.map((email) => ev('identify', { userId: user, traits: { email } })), ws.rules.keys.write);
-	await settle();
+	await weft.settle();
 	const key = ws.rules.keys.read;
 	const p = await profileOf(`user_id:${user}`, key);
 	assert.equal(await profileOf(`email:${emails[0]}`, key), p);
@@ -469,7 +414,7 @@ test('rules: raising the anonymous_id limit lets a merge happen that the old lim
 		...a.map((anonymousId) => ev('identify', { anonymousId, traits: { email: ea } })),
 		...b.map((anonymousId) => ev('identify', { anonymousId, traits: { email: eb } })),
 	], w);
-	await settle();
+	await weft.settle();
 	const pa = await profileOf(`email:${ea}`, key);
 	const pb = await profileOf(`email:${eb}`, key);
 	assert.ok(pa && pb && pa !== pb, `${pa} / ${pb}`);
@@ -478,7 +423,7 @@ test('rules: raising the anonymous_id limit lets a merge happen that the old lim
 	await putRules({ types: {} }); // back to the defaults
 	const refusedId = messageId('refused');
 	assertSuccess(await weft.post('/v1/identify', { anonymousId: b[0], traits: { email: ea }, messageId: refusedId }, { key: w }));
-	await settle();
+	await weft.settle();
 	assert.equal(await profileOf(`anonymous_id:${b[0]}`, key), pb, 'merged past anonymous_id limit 5');
 	assert.equal(await profileOf(`anonymous_id:${a[0]}`, key), pa);
 	const refusal = (await recordsOf(`email:${ea}`, key)).history.concat((await recordsOf(`email:${eb}`, key)).history)
@@ -494,7 +439,7 @@ test('rules: raising the anonymous_id limit lets a merge happen that the old lim
 	assert.equal(put.json.types.email.limit, 5, 'PUT did not replace the earlier rules');
 	const mergeId = messageId('merged');
 	assertSuccess(await weft.post('/v1/identify', { anonymousId: b[1], traits: { email: ea }, messageId: mergeId }, { key: w }));
-	await settle();
+	await weft.settle();
 	const survivor = num(pa) < num(pb) ? pa : pb;
 	for (const ident of [...a, ...b].map((x) => `anonymous_id:${x}`).concat(`email:${ea}`, `email:${eb}`)) {
 		assert.equal(await profileOf(ident, key), survivor, `${ident} after the rule change`);
@@ -524,9 +469,9 @@ test('1,000 visitors merged by one email are split back apart when it is blocked
 		tracks.push(ev('track', { anonymousId, event: 'Signed Up' }));
 	}
 	let t0 = Date.now();
-	const m0 = await settle();
+	const m0 = await weft.settle();
 	await sendBatches(tracks, keys.write);
-	const mTracked = await settle();
+	const mTracked = await weft.settle();
 	assert.equal(mTracked.weft_identity_profiles - m0.weft_identity_profiles, VISITORS, 'profiles made by the visits');
 	const first = await mapLimit(visitors, 16, (v) => profileOf(`anonymous_id:${v}`, keys.read));
 	visitors.forEach((v, i) => before1000.set(v, first[i]));
@@ -536,7 +481,7 @@ test('1,000 visitors merged by one email are split back apart when it is blocked
 
 	t0 = Date.now();
 	await sendBatches(visitors.map((anonymousId) => ev('identify', { anonymousId, traits: { email: SHARED_EMAIL } })), keys.write);
-	const mMerged = await settle();
+	const mMerged = await weft.settle();
 	// Every visitor is on the oldest profile: nothing else happens meanwhile, so
 	// 999 merges and 999 profiles fewer over the whole server say it for all
 	// of them. A lookup of the merged profile returns its whole history (1,000
@@ -559,7 +504,7 @@ test('1,000 visitors merged by one email are split back apart when it is blocked
 	assert.equal(block.json.blocked, true, show(block));
 	assert.deepEqual(block.json.split, { profile_id: survivor, parts: VISITORS, new_profiles: 0 }, show(block));
 	// The figures in /metrics are refreshed a moment after the block answers.
-	const mSplit = await eventually(metrics, (m) => m.weft_identity_profiles === mTracked.weft_identity_profiles);
+	const mSplit = await eventually(() => weft.metrics(), (m) => m.weft_identity_profiles === mTracked.weft_identity_profiles);
 	assert.equal(mSplit.weft_identity_profiles, mTracked.weft_identity_profiles, 'profiles after the split');
 	t.diagnostic(`block: ${Date.now() - t0} ms`);
 
@@ -587,7 +532,7 @@ test('1,000 visitors merged by one email are split back apart when it is blocked
 	// Blocked from now on too: a new visitor with that email stays alone.
 	const late = `visitor-late-${RUN}`;
 	assertSuccess(await weft.post('/v1/identify', { anonymousId: late, traits: { email: SHARED_EMAIL }, messageId: messageId('late') }, { key: keys.write }));
-	await settle();
+	await weft.settle();
 	const lp = await profileOf(`anonymous_id:${late}`, keys.read);
 	assert.ok(lp && ![...before1000.values()].includes(lp), `the late visitor joined ${lp}`);
 	const lh = await recordsOf(`anonymous_id:${late}`, keys.read);
@@ -617,14 +562,14 @@ test('blocking: bad requests and keys are refused', async () => {
 // Metrics
 
 test('metrics: caught up, and the profile count follows what events create and merge', async () => {
-	const m0 = await settle();
+	const m0 = await weft.settle();
 	assert.equal(m0.weft_engine_caught_up, 1, 'weft_engine_caught_up is not 1');
 	for (const name of ['weft_identity_profiles', 'weft_identity_identifiers', 'weft_identity_merges', 'weft_engine_events_applied_total']) {
 		assert.equal(typeof m0[name], 'number', `no ${name} in /metrics`);
 	}
 	const v = Array.from({ length: 7 }, (_, i) => `metric-visitor-${i}-${RUN}`);
 	await sendBatches(v.map((anonymousId) => ev('track', { anonymousId, event: 'Visited' })), ws.it.keys.write);
-	const m1 = await settle();
+	const m1 = await weft.settle();
 	assert.equal(m1.weft_identity_profiles - m0.weft_identity_profiles, 7, 'seven new visitors');
 	assert.equal(m1.weft_identity_identifiers - m0.weft_identity_identifiers, 7, 'one identifier each');
 	assert.equal(m1.weft_identity_merges - m0.weft_identity_merges, 0);
@@ -639,7 +584,7 @@ test('metrics: caught up, and the profile count follows what events create and m
 		ev('identify', { userId: `metric-user-3-${RUN}`, anonymousId: v[3] }),
 		ev('identify', { userId: `metric-user-3-${RUN}`, anonymousId: v[2] }),
 	], ws.it.keys.write);
-	const m2 = await settle();
+	const m2 = await weft.settle();
 	assert.equal(m2.weft_identity_profiles - m1.weft_identity_profiles, -1, `profiles: ${m1.weft_identity_profiles} -> ${m2.weft_identity_profiles}`);
 	assert.equal(m2.weft_identity_merges - m1.weft_identity_merges, 1, 'merges');
 	assert.equal(m2.weft_identity_identifiers - m1.weft_identity_identifiers, 3, 'the email and two user ids');
@@ -675,7 +620,7 @@ function probes() {
 }
 
 test('a restart keeps profiles, histories, rules and blocks without re-sending anything', async () => {
-	await settle();
+	await weft.settle();
 	const idents = probes();
 	const before = await snapshot(idents);
 	const h456 = await recordsOf('user_id:abc456');
@@ -685,7 +630,7 @@ test('a restart keeps profiles, histories, rules and blocks without re-sending a
 
 	await weft.restart();
 	assert.equal((await weft.counts()).events, events, 'events were added by the restart');
-	await settle(); // the engine loads its saved state in the background
+	await weft.settle(); // the engine loads its saved state in the background
 	assert.deepEqual(await snapshot(idents), before, 'lookups answer differently after a restart');
 	assert.deepEqual(await recordsOf('user_id:abc456'), h456, 'a history changed across the restart');
 	assert.deepEqual(await recordsOf(`anonymous_id:${visitors[7]}`, ws.unmerge.keys.read), hVisitor, 'a split history changed');
@@ -695,7 +640,7 @@ test('a restart keeps profiles, histories, rules and blocks without re-sending a
 	const late = `visitor-after-restart-${RUN}`;
 	assertSuccess(await weft.post('/v1/identify', { anonymousId: late, traits: { email: SHARED_EMAIL }, messageId: messageId('late2') },
 		{ key: ws.unmerge.keys.write }));
-	await settle();
+	await weft.settle();
 	assertError(await history(`email:${SHARED_EMAIL}`, ws.unmerge.keys.read), 404, 'not_found', 'the blocked email after a restart');
 	const lp = await profileOf(`anonymous_id:${late}`, ws.unmerge.keys.read);
 	assert.ok(lp && ![...before1000.values()].includes(lp), `a visitor joined ${lp} through the blocked email after a restart`);
@@ -729,7 +674,7 @@ test('while the engine is still loading after a restart, lookups and rules never
 	else assert.equal(lookup.json?.profile_id, want, `lookup of an existing profile while the engine loads: ${show(lookup)}`);
 	if (shown.status === 503) assertError(shown, 503, 'loading', 'rules while loading');
 	else assert.deepEqual(shown.json, rules, `GET ${RULES} while the engine loads: ${show(shown)}`);
-	await settle();
+	await weft.settle();
 	assert.equal(await profileOf(ident, key), want);
 });
 
@@ -738,7 +683,7 @@ test('after a clean stop the saved state holds everything, and a rebuild from th
 	assert.equal(rebuildWhileUp.code, 1, `rebuild while a server runs: ${JSON.stringify(rebuildWhileUp)}`);
 	assert.match(rebuildWhileUp.stderr, /stop it first|server/, rebuildWhileUp.stderr);
 
-	const m = await settle();
+	const m = await weft.settle();
 	const last = await maxSeq();
 	const res = await weft.stop();
 	assert.deepEqual(res, { code: 0, signal: null }, `weft exited ${JSON.stringify(res)} on SIGTERM\n${weft.logTail(40)}`);
@@ -760,7 +705,7 @@ test('after a clean stop the saved state holds everything, and a rebuild from th
 	} finally {
 		await weft.start();
 	}
-	await settle();
+	await weft.settle();
 	assert.equal(await profileOf('user_id:abc123') !== null, true, 'lookups fail after a rebuild');
 });
 
@@ -790,12 +735,12 @@ test('kill -9 in the middle of a stream of events: after a restart and the rest 
 	// so the restart loads a snapshot and replays the log after it.
 	const third = Math.floor(batches.length / 3);
 	await sendBatches(batches.slice(0, third).flat(), keys.write, 20);
-	await settle();
+	await weft.settle();
 	const atCheckpoint = await maxSeq();
 	assert.equal((await putRules({ types: {} }, ws.rules.keys.admin)).status, 200);
 	const deadline = Date.now() + 10_000 * TIMEOUT_SCALE;
-	while ((await metrics()).weft_engine_checkpoint_seq < atCheckpoint && Date.now() < deadline) await sleep(50);
-	assert.ok((await metrics()).weft_engine_checkpoint_seq >= atCheckpoint, 'no checkpoint after the admin change');
+	while ((await weft.metrics()).weft_engine_checkpoint_seq < atCheckpoint && Date.now() < deadline) await sleep(50);
+	assert.ok((await weft.metrics()).weft_engine_checkpoint_seq >= atCheckpoint, 'no checkpoint after the admin change');
 
 	// The rest, four requests at a time, with a kill -9 once a few more are acknowledged.
 	const acked = new Set();
@@ -839,7 +784,7 @@ test('kill -9 in the middle of a stream of events: after a restart and the rest 
 	} finally {
 		await hold.release();
 	}
-	const m = await settle();
+	const m = await weft.settle();
 	assert.equal(m.weft_engine_caught_up, 1);
 	const loaded = Number(/engine_state_loaded seq=(\d+)/.exec(fs.readFileSync(weft.logFile, 'utf8').slice(logBefore))?.[1]);
 	assert.ok(Number.isInteger(loaded), 'no engine_state_loaded line in weft.log after the restart');
@@ -877,7 +822,7 @@ test('kill -9 in the middle of a stream of events: after a restart and the rest 
 	} finally {
 		await weft.start();
 	}
-	const back = await settle();
+	const back = await weft.settle();
 	assert.equal(back.weft_engine_caught_up, 1);
 	assert.equal(await profileOf(`email:${people[0].email}`, key), owners[0][0], 'a lookup changed after the rebuild');
 });

@@ -9,13 +9,14 @@
 // One PostgreSQL and one Weft serve the file, with workspaces 'it' (the
 // harness's), 'other' (to check workspaces stay apart) and 'shared' (its
 // rules let one email glue visitors together). Events are applied by the
-// engine shortly after their 200: settle() polls /metrics until
+// engine shortly after their 200: weft.settle() polls /metrics until
 // weft_engine_applied_seq reaches weft_log_last_seq.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
 	useWeft, assertError, assertSuccess, messageId, show, sleep, sql, TIMEOUT_SCALE,
+	ev, identSegment,
 } from './harness.mjs';
 
 const weft = useWeft('profiles', { workspaces: ['other', 'shared'] });
@@ -23,49 +24,6 @@ const RUN = `${process.pid.toString(36)}${Date.now().toString(36)}`;
 
 // ---------------------------------------------------------------------------
 // Helpers
-
-async function metrics() {
-	const res = await weft.get('/metrics');
-	assert.equal(res.status, 200, show(res));
-	const out = {};
-	for (const line of res.text.split('\n')) {
-		const m = /^([a-zA-Z_:][\w:]*(?:\{[^}]*\})?) (\S+)$/.exec(line);
-		if (m) out[m[1]] = Number(m[2]);
-	}
-	return out;
-}
-
-// Waits until the engine has applied every event committed so far.
-async function settle() {
-	const deadline = Date.now() + 15_000 * TIMEOUT_SCALE;
-	let m;
-	for (;;) {
-		m = await metrics();
-		if (m.weft_engine_caught_up === 1 && m.weft_engine_applied_seq >= m.weft_log_last_seq) return m;
-		if (Date.now() > deadline) break;
-		await sleep(20);
-	}
-	assert.fail(`the engine applied up to seq ${m.weft_engine_applied_seq}, the log ends at ` +
-		`${m.weft_log_last_seq}\n${weft.logTail(30)}`);
-}
-
-async function sendBatches(events, key = weft.keys.write, chunk = 500) {
-	for (let i = 0; i < events.length; i += chunk) {
-		const res = await weft.post('/v1/batch', { batch: events.slice(i, i + chunk) }, { key });
-		assertSuccess(res, `batch of events ${i}..`);
-		assert.equal(res.json.rejected, undefined, `events were rejected: ${show(res)}`);
-	}
-}
-
-function ev(type, fields) {
-	return { type, messageId: messageId(type), ...fields };
-}
-
-// "type:value" as a path segment, the value percent-encoded.
-function identSegment(ident) {
-	const i = ident.indexOf(':');
-	return `${ident.slice(0, i + 1)}${encodeURIComponent(ident.slice(i + 1))}`;
-}
 
 function segPath(ident, endpoint, { space = weft.workspace, query = {} } = {}) {
 	const qs = new URLSearchParams(query).toString();
@@ -144,7 +102,7 @@ test('a profile is found by every identifier type, before and after a merge', as
 		anon1: `anon-one-${RUN}`, anon2: `anon-two-${RUN}`, ios: `IOS-${RUN}`, idfa: `IDFA-${RUN}`,
 		push: `push-${RUN}`, droid: `droid-${RUN}`, crm: `cust-${RUN}`,
 	};
-	await sendBatches([
+	await weft.sendBatches([
 		ev('identify', {
 			userId: user, anonymousId: ids.anon1, traits: { email, phone, name: 'Ann' },
 			context: {
@@ -154,7 +112,7 @@ test('a profile is found by every identifier type, before and after a merge', as
 		}),
 		ev('track', { anonymousId: ids.anon2, event: 'Opened', context: { device: { type: 'android', id: ids.droid } } }),
 	]);
-	await settle();
+	await weft.settle();
 
 	const main = await profileId(`user_id:${user}`);
 	const droid = await profileId(`android.id:${ids.droid}`);
@@ -184,7 +142,7 @@ test('a profile is found by every identifier type, before and after a merge', as
 
 	// The user logs in on the android device: the newer profile joins the older.
 	assertSuccess(await weft.post('/v1/identify', { userId: user, anonymousId: ids.anon2, messageId: messageId('link') }));
-	await settle();
+	await weft.settle();
 	await lookAll([...mainIdents, ...droidIdents], main, 'after the merge');
 	const merged = await profile(`profile_id:${droid}`);
 	assert.equal(merged.profile_id, main);
@@ -224,8 +182,8 @@ test('Segment shapes: traits, external_ids, events, metadata, links and the nati
 		ev('group', { userId: user, groupId: groups[1], timestamp: at(40) }),
 	];
 	SHAPE.events = events;
-	await sendBatches(events);
-	await settle();
+	await weft.sendBatches(events);
+	await weft.settle();
 	const keyId = await keyIdOf(events[0].messageId);
 	SHAPE.keyId = keyId;
 	const pid = await profileId(`user_id:${user}`);
@@ -371,17 +329,17 @@ test('Segment shapes: traits, external_ids, events, metadata, links and the nati
 test('traits: last write wins by timestamp, null removes, "" keeps, objects are replaced, a merge takes the newest', async () => {
 	const user = `traits-${RUN}`;
 	// The older event arrives after the newer one: the newer value stays.
-	await sendBatches([
+	await weft.sendBatches([
 		ev('identify', { userId: user, traits: { plan: 'pro', color: 'red', nested: { a: 1, b: 2 }, keep: 'x', gone: 'y' }, timestamp: at(0) }),
 		ev('identify', { userId: user, traits: { plan: 'enterprise' }, timestamp: at(200) }),
 	]);
-	await sendBatches([ev('identify', { userId: user, traits: { plan: 'basic', color: 'blue' }, timestamp: at(100) })]);
-	await sendBatches([
+	await weft.sendBatches([ev('identify', { userId: user, traits: { plan: 'basic', color: 'blue' }, timestamp: at(100) })]);
+	await weft.sendBatches([
 		ev('identify', { userId: user, traits: { gone: null, keep: '', nested: { c: 3 } }, timestamp: at(300) }),
 		// context.traits of any call count too.
 		ev('track', { userId: user, event: 'Tapped', context: { traits: { via_context: true } }, timestamp: at(310) }),
 	]);
-	await settle();
+	await weft.settle();
 	const traits = async (ident) => (await seg(ident, 'traits', { query: { limit: 200 } })).json.traits;
 	assert.deepEqual(await traits(`user_id:${user}`),
 		{ color: 'blue', keep: '', nested: { c: 3 }, plan: 'enterprise', via_context: true });
@@ -390,20 +348,20 @@ test('traits: last write wins by timestamp, null removes, "" keeps, objects are 
 
 	// Two profiles, each newest on some trait, merged: each trait keeps the newest value of either.
 	const [a, b] = [`merge-a-${RUN}`, `merge-b-${RUN}`];
-	await sendBatches([
+	await weft.sendBatches([
 		ev('identify', { anonymousId: a, traits: { shared: 'a-old', mine: 'a-new', onlyA: 1 }, timestamp: at(10) }),
 		ev('identify', { anonymousId: a, traits: { mine: 'a-newest' }, timestamp: at(500) }),
 		ev('identify', { anonymousId: b, traits: { shared: 'b-new', mine: 'b-old', onlyB: 2 }, timestamp: at(400) }),
 	]);
-	await settle();
+	await weft.settle();
 	const [pa, pb] = [await profileId(`anonymous_id:${a}`), await profileId(`anonymous_id:${b}`)];
 	assert.ok(pa && pb && pa !== pb, `${pa} / ${pb}`);
 	const email = `merge.${RUN}@example.org`;
-	await sendBatches([
+	await weft.sendBatches([
 		ev('identify', { anonymousId: a, traits: { email }, timestamp: at(20) }),
 		ev('identify', { anonymousId: b, traits: { email }, timestamp: at(30) }),
 	]);
-	await settle();
+	await weft.settle();
 	const after = await profile(`anonymous_id:${b}`);
 	assert.equal(after.profile_id, pa, 'the older profile survives');
 	assert.deepEqual(after.absorbed_ids, [pb]);
@@ -421,8 +379,8 @@ test('events: 1,000 events paged with limit and next, both orders, include, excl
 	const user = `pager-${RUN}`;
 	const names = ['View', 'Click', 'Buy'];
 	const events = Array.from({ length: 1000 }, (_, i) => ev('track', { userId: user, event: names[i % 3], timestamp: at(i) }));
-	await sendBatches(events);
-	await settle();
+	await weft.sendBatches(events);
+	await weft.settle();
 	const ident = `user_id:${user}`;
 	const ids = events.map((e) => e.messageId);
 	const got = (r) => r.events.map((e) => e.message_id);
@@ -521,7 +479,7 @@ test('keys, workspaces and errors: 401, 403, 404, 400, 405', async () => {
 	const otherUser = `other-${RUN}`;
 	assertSuccess(await weft.post('/v1/identify', { userId: otherUser, traits: { side: 'other' }, messageId: messageId('oth') },
 		{ key: weft.workspaces.other.keys.write }));
-	await settle();
+	await weft.settle();
 	const mine = await seg(`user_id:${otherUser}`, 'traits', { space: 'other', key: weft.workspaces.other.keys.read });
 	assert.equal(mine.status, 200, show(mine));
 	assert.deepEqual(mine.json.traits, { side: 'other' });
@@ -585,23 +543,23 @@ test('50 visitors glued by one email get their own events and traits back when i
 			context: { externalIds: [{ id: `pair-${RUN}`, type: 'pair_id', collection: 'users', encoding: 'none' }] },
 		}),
 	}));
-	await sendBatches([...visitors, ...pair].flatMap((v) => v.own), keys.write);
-	await settle();
+	await weft.sendBatches([...visitors, ...pair].flatMap((v) => v.own), keys.write);
+	await weft.settle();
 	const before = [];
 	for (const v of visitors) before.push(await profileId(`anonymous_id:${v.anon}`, keys.read));
 	const pairBefore = [];
 	for (const v of pair) pairBefore.push(await profileId(`anonymous_id:${v.anon}`, keys.read));
 	assert.equal(new Set([...before, ...pairBefore]).size, N + 2, 'each visitor has a profile of its own');
 
-	await sendBatches([...visitors, ...pair].map((v) => v.glue), keys.write);
-	await sendBatches(pair.map((v) => v.link), keys.write);
+	await weft.sendBatches([...visitors, ...pair].map((v) => v.glue), keys.write);
+	await weft.sendBatches(pair.map((v) => v.link), keys.write);
 	// A group call made while merged is recorded under the merged profile,
 	// not under the visitor's own: after the split, its link is found from
 	// the visitor's events.
 	const group = `team-${RUN}`;
 	visitors[3].late = ev('group', { anonymousId: visitors[3].anon, groupId: group, traits: { seats: 5 }, timestamp: at(6000) });
-	await sendBatches([visitors[3].late], keys.write);
-	await settle();
+	await weft.sendBatches([visitors[3].late], keys.write);
+	await weft.settle();
 	const survivor = before[0];
 	const byNumber = (a, b) => Number(a.slice(4)) - Number(b.slice(4));
 	const merged = await profile(`email:${email}`, keys.read);
@@ -615,7 +573,7 @@ test('50 visitors glued by one email get their own events and traits back when i
 	const block = await weft.post('/v1/admin/identity/blocked', { type: 'email', value: email }, { key: keys.admin });
 	assert.equal(block.status, 200, show(block));
 	assert.deepEqual(block.json.split, { profile_id: survivor, parts: N + 1, new_profiles: 0 }, show(block));
-	await settle();
+	await weft.settle();
 
 	const wrong = [];
 	for (const [i, v] of visitors.entries()) {

@@ -17,18 +17,6 @@ const RUN = `${process.pid}-${Date.now().toString(36)}`;
 const gone = `u-gone-${RUN}`;
 const kept = `u-kept-${RUN}`;
 
-// The /metrics series as name{labels} -> number.
-async function metrics() {
-	const res = await weft.get('/metrics');
-	assert.equal(res.status, 200, show(res));
-	const out = {};
-	for (const line of res.text.split('\n')) {
-		const m = /^([a-zA-Z_:][\w:]*(?:\{[^}]*\})?) (\S+)$/.exec(line);
-		if (m) out[m[1]] = Number(m[2]);
-	}
-	return out;
-}
-
 async function rowsWith(ids) {
 	return weft.query(sql`SELECT message_id FROM events WHERE message_id = ANY(${ids})`);
 }
@@ -51,7 +39,7 @@ let keptKey;
 test('a key put in suppressed_keys is loaded by the next refresh', async () => {
 	goneKey = await userIdKey(gone);
 	keptKey = await userIdKey(kept);
-	const m0 = await metrics();
+	const m0 = await weft.metrics();
 	assert.equal(m0.weft_events_suppressed_total, 0, 'weft_events_suppressed_total missing or not 0');
 
 	await weft.exec(sql`INSERT INTO suppressed_keys (workspace_id, key, type)
@@ -67,7 +55,7 @@ test('a key put in suppressed_keys is loaded by the next refresh', async () => {
 
 test('events with a suppressed identifier get 200 and are not stored', async () => {
 	const before = await weft.counts();
-	const m0 = await metrics();
+	const m0 = await weft.metrics();
 	const single = messageId('single');
 	assertSuccess(await weft.post('/v1/track', { userId: gone, event: 'Dropped', messageId: single }),
 		'suppressed track');
@@ -94,7 +82,7 @@ test('events with a suppressed identifier get 200 and are not stored', async () 
 	const after = await weft.counts();
 	assert.equal(after.events, before.events + 2, 'events stored');
 	assert.equal(after.rejected, before.rejected + 1, 'rejected events stored');
-	const m1 = await metrics();
+	const m1 = await weft.metrics();
 	assert.equal(m1.weft_events_suppressed_total, m0.weft_events_suppressed_total + 4,
 		'weft_events_suppressed_total');
 	assert.equal(m1['weft_events_accepted_total{type="track"}'],
