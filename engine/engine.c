@@ -48,6 +48,7 @@ struct engine *engine_new(const struct engine_config *cfg)
 	pthread_rwlockattr_destroy(&ra);
 	pthread_mutex_init(&e->mu, NULL);
 	pthread_cond_init(&e->cv, NULL);
+	pthread_cond_init(&e->saver_cv, NULL);
 	return e;
 }
 
@@ -446,12 +447,99 @@ static int reconnect(struct engine *e)
 	return rc;
 }
 
+/* ---- the saver thread: writes captured saves on its own connection ---- */
+
+static void *saver_main(void *arg)
+{
+	struct engine *e = arg;
+	struct store *st = NULL;
+
+	for (;;) {
+		struct engine_save *sv;
+		int rc;
+
+		pthread_mutex_lock(&e->mu);
+		while (!e->save_req && !e->saver_stop)
+			pthread_cond_wait(&e->saver_cv, &e->mu);
+		sv = e->save_req;
+		e->save_req = NULL;
+		pthread_mutex_unlock(&e->mu);
+		if (!sv)
+			break;
+		if (!st && store_connect(e->url, &st)) {
+			store_free(st);
+			st = NULL;
+		}
+		rc = engine_state_write(st, sv);
+		if (rc == WEFT_EUNAVAIL) {
+			store_free(st);	/* a new connection next time */
+			st = NULL;
+		}
+		pthread_mutex_lock(&e->mu);
+		e->save_done = sv;
+		pthread_cond_broadcast(&e->cv);
+		pthread_mutex_unlock(&e->mu);
+	}
+	store_free(st);
+	return NULL;
+}
+
+/* Takes in a save the saver finished: its pages become the base of the next diff. */
+static void collect_save(struct engine *e, struct engine_save *sv)
+{
+	double seconds = engine_save_seconds(sv);
+	int rc = engine_save_result(sv);
+
+	engine_state_commit(e, sv);
+	engine_save_free(sv);
+	e->saving = false;
+	pthread_mutex_lock(&e->mu);
+	if (rc) {
+		e->stats.checkpoint_failures++;
+	} else {
+		e->stats.checkpoints++;
+		e->stats.checkpoint_seconds = seconds;
+	}
+	pthread_mutex_unlock(&e->mu);
+	if (rc) {
+		log_warn("engine_checkpoint_failed", "error=%s", weft_strerror(rc));
+		e->cp_soon = true;	/* try again at the next interval */
+	} else {
+		e->cp_cost = seconds;
+	}
+}
+
+/* The save in flight, if it finished (wait: until it does). */
+static void poll_save(struct engine *e, bool wait)
+{
+	struct engine_save *sv;
+
+	pthread_mutex_lock(&e->mu);
+	while (wait && e->saving && !e->save_done)
+		pthread_cond_wait(&e->cv, &e->mu);
+	sv = e->save_done;
+	e->save_done = NULL;
+	pthread_mutex_unlock(&e->mu);
+	if (sv)
+		collect_save(e, sv);
+}
+
+/*
+ * Saves the state when it is due: the engine only captures the changed
+ * pages (a copy) and goes on applying while the saver thread writes them.
+ * The final save (force, at stop) is written here, after the one in
+ * flight, so that nothing applied is left unsaved.
+ */
 static void checkpoint(struct engine *e, bool force)
 {
-	double now = engine_now(), t0;
+	struct engine_save *sv;
+	double now = engine_now();
 	double gap = e->cp_interval;
 	int rc;
 
+	poll_save(e, force);
+	if (e->saving)
+		return;
 	if (CP_COST_FACTOR * e->cp_cost > gap)
 		gap = CP_COST_FACTOR * e->cp_cost;
 	/* A command's change (a block, new rules) is saved at once, not at the next interval. */
@@ -459,21 +547,23 @@ static void checkpoint(struct engine *e, bool force)
 		return;
 	if (e->applied == e->cp_seq && !e->cp_soon && !e->clear_all)
 		return;
-	t0 = engine_now();
-	rc = e->store ? engine_state_save(e) : WEFT_EUNAVAIL;
-	e->last_cp = engine_now();
-	if (rc) {
-		log_warn("engine_checkpoint_failed", "error=%s", weft_strerror(rc));
-		pthread_mutex_lock(&e->mu);
-		e->stats.checkpoint_failures++;
-		pthread_mutex_unlock(&e->mu);
+	e->last_cp = now;
+	sv = e->store ? engine_state_capture(e, &rc) : NULL;
+	if (!sv) {
+		log_warn("engine_checkpoint_failed", "error=%s",
+			 weft_strerror(e->store ? rc : WEFT_EUNAVAIL));
 		return;
 	}
-	e->cp_cost = e->last_cp - t0;
 	e->cp_soon = false;
+	e->saving = true;
+	if (force) {
+		engine_state_write(e->store, sv);
+		collect_save(e, sv);
+		return;
+	}
 	pthread_mutex_lock(&e->mu);
-	e->stats.checkpoints++;
-	e->stats.checkpoint_seconds = e->cp_cost;
+	e->save_req = sv;
+	pthread_cond_signal(&e->saver_cv);
 	pthread_mutex_unlock(&e->mu);
 }
 
@@ -606,8 +696,12 @@ static void *engine_main(void *arg)
 
 int engine_start(struct engine *e)
 {
-	int rc = pthread_create(&e->thread, NULL, engine_main, e);
+	int rc = pthread_create(&e->saver, NULL, saver_main, e);
 
+	if (!rc) {
+		e->saver_started = true;
+		rc = pthread_create(&e->thread, NULL, engine_main, e);
+	}
 	if (rc) {
 		log_error("engine_thread", "error=%s", strerror(rc));
 		return WEFT_EIO;
@@ -628,11 +722,27 @@ void engine_stop(struct engine *e)
 	e->started = false;
 }
 
+static void saver_stop(struct engine *e)
+{
+	if (!e->saver_started)
+		return;
+	pthread_mutex_lock(&e->mu);
+	e->saver_stop = true;
+	pthread_cond_signal(&e->saver_cv);
+	pthread_mutex_unlock(&e->mu);
+	pthread_join(e->saver, NULL);
+	e->saver_started = false;
+	engine_save_free(e->save_req);
+	engine_save_free(e->save_done);
+	e->save_req = e->save_done = NULL;
+}
+
 void engine_free(struct engine *e)
 {
 	if (!e)
 		return;
 	engine_stop(e);
+	saver_stop(e);
 	for (struct feed_batch *b = e->fhead, *next; b; b = next) {
 		next = b->next;
 		free(b);
@@ -651,6 +761,7 @@ void engine_free(struct engine *e)
 	pthread_rwlock_destroy(&e->rw);
 	pthread_mutex_destroy(&e->mu);
 	pthread_cond_destroy(&e->cv);
+	pthread_cond_destroy(&e->saver_cv);
 	free(e->url);
 	free(e);
 }

@@ -77,12 +77,18 @@ struct engine {
 	bool stopping;
 	struct engine_cmd *chead, *ctail;
 	struct engine_stats stats;
+	/* The saver thread: one save in flight at a time. */
+	pthread_t saver;
+	bool saver_started, saver_stop;
+	pthread_cond_t saver_cv;
+	struct engine_save *save_req, *save_done;
 
 	/* Owned by the engine thread (ws[] changes under the write lock too). */
 	struct store *store;
 	int64_t applied;		/* every event up to here is applied */
 	int64_t cp_seq;			/* the saved checkpoint */
 	bool cp_soon;			/* a command changed the state */
+	bool saving;			/* a save is with the saver thread */
 	bool clear_all;			/* the saved state is of another format: replace it */
 	double last_cp, cp_cost;
 	struct engine_ws *ws;		/* sorted by id */
@@ -118,8 +124,22 @@ void engine_ws_release_filters(struct engine_ws *w);
 /* state.c */
 /* Loads the checkpoint and the saved state into e (empty when there is none). */
 int engine_state_load(struct engine *e);
-/* Saves every workspace's changed pages with the checkpoint e->applied. */
+/* Saves every workspace's changed pages with the checkpoint e->applied, now. */
 int engine_state_save(struct engine *e);
+/*
+ * The same in three steps, so that the writing runs on the saver thread
+ * while the engine goes on: capture (engine thread: the changed pages are
+ * copied, nothing is written), write (any thread, its own connection),
+ * commit (engine thread: what was saved becomes the base of the next diff,
+ * if the write succeeded).
+ */
+struct engine_save;
+struct engine_save *engine_state_capture(struct engine *e, int *rc);
+int engine_state_write(struct store *s, struct engine_save *sv);
+void engine_state_commit(struct engine *e, struct engine_save *sv);
+void engine_save_free(struct engine_save *sv);
+int engine_save_result(const struct engine_save *sv);
+double engine_save_seconds(const struct engine_save *sv);
 /* Loads the workspaces' rules and blocked lists and applies them (splitting if needed). */
 int engine_config_load(struct engine *e);
 void engine_ws_release(struct engine_ws *w);

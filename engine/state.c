@@ -18,16 +18,23 @@
 
 /* ---- saving ---- */
 
-struct save {
+/* A save captured on the engine thread, written by any thread (engine_int.h). */
+struct engine_save {
 	struct buf data;		/* the changed pages' bytes */
 	struct store_page *pages;
 	size_t npages, pages_cap;
 	struct store_section_size *sizes;
 	size_t nsizes, sizes_cap;
-	/* The hashes to keep if the save succeeds, per workspace and section. */
+	/* The hashes to keep if the save succeeds, per workspace (ws_ids) and section. */
 	struct page_hashes *next;
+	int64_t *ws_ids;
+	size_t nws;
 	int64_t *clear;
 	size_t nclear;
+	int64_t seq;
+	bool clear_all;
+	int rc;
+	double seconds;			/* capture and write */
 };
 
 static uint64_t page_hash(const void *p, size_t len)
@@ -35,7 +42,7 @@ static uint64_t page_hash(const void *p, size_t len)
 	return XXH3_64bits(p, len) ^ len;
 }
 
-static void add_page(struct save *s, int64_t ws, int32_t section, int32_t page,
+static void add_page(struct engine_save *s, int64_t ws, int32_t section, int32_t page,
 		     const void *p, size_t len)
 {
 	if (s->npages == s->pages_cap) {
@@ -50,7 +57,7 @@ static void add_page(struct save *s, int64_t ws, int32_t section, int32_t page,
 	buf_add(&s->data, p, len);
 }
 
-static void add_size(struct save *s, int64_t ws, int32_t section, int32_t pages)
+static void add_size(struct engine_save *s, int64_t ws, int32_t section, int32_t pages)
 {
 	if (s->nsizes == s->sizes_cap) {
 		s->sizes_cap = s->sizes_cap ? 2 * s->sizes_cap : 64;
@@ -60,7 +67,7 @@ static void add_size(struct save *s, int64_t ws, int32_t section, int32_t pages)
 }
 
 /* Collects a section's changed pages; *next gets its new hashes. */
-static void diff_section(struct save *s, int64_t ws, int32_t section,
+static void diff_section(struct engine_save *s, int64_t ws, int32_t section,
 			 const struct identity_section *sec, const struct page_hashes *old,
 			 struct page_hashes *next)
 {
@@ -82,15 +89,19 @@ static void diff_section(struct save *s, int64_t ws, int32_t section,
 		add_size(s, ws, section, (int32_t)npages);
 }
 
-static void save_release(struct save *s, size_t nnext)
+void engine_save_free(struct engine_save *s)
 {
+	if (!s)
+		return;
 	buf_release(&s->data);
 	free(s->pages);
 	free(s->sizes);
-	for (size_t i = 0; i < nnext; i++)
+	for (size_t i = 0; i < s->nws * ENGINE_SECTIONS; i++)
 		free(s->next[i].hash);
 	free(s->next);
+	free(s->ws_ids);
 	free(s->clear);
+	free(s);
 }
 
 /* A workspace's sections: the graph's, then the profile store's (headers in e's scratch). */
@@ -105,49 +116,94 @@ static void ws_sections(struct engine *e, const struct engine_ws *w,
 		out[IDENTITY_SECTIONS + k] = (struct identity_section){ ps[k].data, ps[k].bytes };
 }
 
-int engine_state_save(struct engine *e)
+struct engine_save *engine_state_capture(struct engine *e, int *rc)
 {
-	struct save s = { .data = BUF_INIT };
-	size_t nnext = e->nws * ENGINE_SECTIONS;
-	int rc;
+	struct engine_save *s = xcalloc(1, sizeof(*s));
+	double t0 = engine_now();
 
-	s.next = xcalloc(nnext ? nnext : 1, sizeof(*s.next));
-	if (e->clear_all && (rc = store_workspace_ids(e->store, &s.clear, &s.nclear))) {
-		save_release(&s, nnext);
-		return rc;
+	s->data = (struct buf)BUF_INIT;
+	s->nws = e->nws;
+	s->next = xcalloc(e->nws * ENGINE_SECTIONS + 1, sizeof(*s->next));
+	s->ws_ids = xcalloc(e->nws + 1, sizeof(*s->ws_ids));
+	s->seq = e->applied;
+	s->clear_all = e->clear_all;
+	if (e->clear_all && (*rc = store_workspace_ids(e->store, &s->clear, &s->nclear))) {
+		engine_save_free(s);
+		return NULL;
 	}
 	for (size_t i = 0; i < e->nws; i++) {
 		struct engine_ws *w = &e->ws[i];
 		struct identity_section secs[ENGINE_SECTIONS];
 		struct page_hashes none = { 0 };
 
+		s->ws_ids[i] = w->id;
 		ws_sections(e, w, secs);
 		for (int k = 0; k < ENGINE_SECTIONS; k++)
-			diff_section(&s, w->id, k, &secs[k], e->clear_all ? &none : &w->saved[k],
-				     &s.next[i * ENGINE_SECTIONS + k]);
+			diff_section(s, w->id, k, &secs[k], e->clear_all ? &none : &w->saved[k],
+				     &s->next[i * ENGINE_SECTIONS + k]);
 	}
-	for (size_t i = 0; i < s.npages; i++)
-		s.pages[i].data = s.data.data + (uintptr_t)s.pages[i].data;
-	rc = store_engine_save(e->store, s.clear, s.nclear, s.pages, s.npages, s.sizes,
-			       s.nsizes, e->applied, ENGINE_FORMAT);
-	if (!rc) {
-		for (size_t i = 0; i < e->nws; i++)
-			for (int k = 0; k < ENGINE_SECTIONS; k++) {
-				struct page_hashes *h = &e->ws[i].saved[k];
+	for (size_t i = 0; i < s->npages; i++)
+		s->pages[i].data = s->data.data + (uintptr_t)s->pages[i].data;
+	s->seconds = engine_now() - t0;
+	*rc = 0;
+	return s;
+}
 
-				free(h->hash);
-				*h = s.next[i * ENGINE_SECTIONS + k];
-				s.next[i * ENGINE_SECTIONS + k].hash = NULL;
-			}
-		log_info("engine_checkpoint", "seq=%lld pages=%zu bytes=%zu",
-			 (long long)e->applied, s.npages, s.data.len);
-		e->cp_seq = e->applied;
-		e->clear_all = false;
-		pthread_mutex_lock(&e->mu);
-		e->stats.checkpoint_pages = s.npages;
-		pthread_mutex_unlock(&e->mu);
+int engine_state_write(struct store *st, struct engine_save *s)
+{
+	double t0 = engine_now();
+
+	s->rc = st ? store_engine_save(st, s->clear, s->nclear, s->pages, s->npages, s->sizes,
+				       s->nsizes, s->seq, ENGINE_FORMAT) : WEFT_EUNAVAIL;
+	s->seconds += engine_now() - t0;
+	return s->rc;
+}
+
+int engine_save_result(const struct engine_save *s)
+{
+	return s->rc;
+}
+
+double engine_save_seconds(const struct engine_save *s)
+{
+	return s->seconds;
+}
+
+void engine_state_commit(struct engine *e, struct engine_save *s)
+{
+	if (s->rc)
+		return;
+	for (size_t i = 0; i < s->nws; i++) {
+		struct engine_ws *w = engine_ws_find(e, s->ws_ids[i], false);
+
+		for (int k = 0; w && k < ENGINE_SECTIONS; k++) {
+			struct page_hashes *h = &w->saved[k];
+
+			free(h->hash);
+			*h = s->next[i * ENGINE_SECTIONS + k];
+			s->next[i * ENGINE_SECTIONS + k].hash = NULL;
+		}
 	}
-	save_release(&s, nnext);
+	log_info("engine_checkpoint", "seq=%lld pages=%zu bytes=%zu seconds=%.3f",
+		 (long long)s->seq, s->npages, s->data.len, s->seconds);
+	e->cp_seq = s->seq;
+	if (s->clear_all)
+		e->clear_all = false;
+	pthread_mutex_lock(&e->mu);
+	e->stats.checkpoint_pages = s->npages;
+	pthread_mutex_unlock(&e->mu);
+}
+
+int engine_state_save(struct engine *e)
+{
+	int rc;
+	struct engine_save *s = engine_state_capture(e, &rc);
+
+	if (!s)
+		return rc;
+	rc = engine_state_write(e->store, s);
+	engine_state_commit(e, s);
+	engine_save_free(s);
 	return rc;
 }
 
