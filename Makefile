@@ -146,14 +146,20 @@ fuzz-merge:
 # measured in the same run (docs/benchmarks.md). bench-identity: the
 # identity graph's events/s, memory and rebuild time on 10M synthetic
 # events, and its speedup over connected components in SQL in the same
-# PostgreSQL. bench/ingest and bench/identity build what they need through
-# bench-programs.
+# PostgreSQL. bench-lookup: traits lookups by user_id and email over 1M
+# profiles against the same server's trivial-route ceiling, apply lag under
+# bench-ingest's load, memory per profile. bench/ingest, bench/identity and
+# bench/lookup build what they need through bench-programs.
 BENCH_BINS := $(BUILD)/bench/loadgen $(BUILD)/bench/copy_ceiling \
-	$(BUILD)/bench/identity_bench $(BUILD)/bench/identity_mem
+	$(BUILD)/bench/identity_bench $(BUILD)/bench/identity_mem \
+	$(BUILD)/bench/lookupgen
 BENCH_IDENTITY_OBJS := $(BUILD)/bench/idgen.o $(BUILD)/bench/uf.o $(BUILD)/bench/span.o
 
 $(BUILD)/bench/loadgen: $(BUILD)/bench/loadgen.o $(BUILD)/bench/gen.o
 	$(CC) $(LDFLAGS) -o $@ $^
+
+$(BUILD)/bench/lookupgen: $(BUILD)/bench/lookupgen.o $(BUILD)/bench/gen.o
+	$(CC) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs libcrypto)
 
 $(BUILD)/bench/copy_ceiling: $(BUILD)/bench/copy_ceiling.o $(BUILD)/bench/gen.o $(LIBWEFT)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(ALLOC_LIBS)
@@ -164,7 +170,7 @@ $(BUILD)/bench/identity_bench: $(BUILD)/bench/identity_bench.o $(BENCH_IDENTITY_
 $(BUILD)/bench/identity_mem: $(BUILD)/bench/identity_mem.o $(BENCH_IDENTITY_OBJS) $(LIBWEFT)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(ALLOC_LIBS)
 
-.PHONY: bench-programs bench-ingest bench-identity
+.PHONY: bench-programs bench-ingest bench-identity bench-lookup
 bench-programs: $(BENCH_BINS)
 
 bench-ingest:
@@ -172,6 +178,9 @@ bench-ingest:
 
 bench-identity:
 	@BUILD=$(BUILD) bench/identity
+
+bench-lookup:
+	@BUILD=$(BUILD) bench/lookup
 
 
 -include $(wildcard $(BUILD)/*.d $(BUILD)/*/*.d $(BUILD)/*/*/*.d)

@@ -1,0 +1,831 @@
+/*
+ * identity_bench: the identity graph on a synthetic stream shaped like real
+ * traffic (bench/idgen.h, by default 10M events from 2M people), against
+ * the way warehouse tools stitch identities: connected components by
+ * iterative min-label propagation in SQL, in the PostgreSQL bench/identity
+ * started, on a slice of the same events.
+ *
+ *   identity_bench [--url URL] [--people 2000000] [--events 10000000]
+ *                  [--slice 1000000] [--slice-runs 5] [--seed 1]
+ *                  [--sql-nodes text|bigint] [--keep]
+ *
+ * What it measures, in this order:
+ *
+ *  1. The engine's rate: every event is generated into memory first, then
+ *     applied with identity_graph_apply_batch() in batches of 65,536, with
+ *     the default rules and the placeholder email on the workspace's
+ *     blocked list, as the engine runs them. Only the apply calls are
+ *     timed. Memory per identifier comes from identity_graph_stats() and
+ *     from the growth of the resident set while the graph was built.
+ *  2. A full rebuild: the graph freed, then a new one built from scratch
+ *     from the same events held in memory, timed from identity_graph_new()
+ *     to the last batch; its digest must equal the first graph's.
+ *  3. The slice (the first K events): Weft with the default rules, timed
+ *     like (1), the median of several runs; then, untimed, Weft with rules
+ *     that limit nothing (limit 0 for every type, caps at their maximum)
+ *     and a plain union-find, which must find the same components.
+ *  4. The SQL baseline on the slice. Each event's identifiers become edges
+ *     as id-stitching packages build them: every identifier linked to the
+ *     event's first one (an event with one identifier gives a self-edge, so
+ *     the node exists). Left out, as a package's filters and exclusion
+ *     list would: values ingest flags as blocked ("undefined"), the
+ *     placeholder email, group ids (accounts, not people), and the user-id
+ *     form of an alias's previousId (a package sees one previous_id column,
+ *     the anonymous id). Nodes are text, the 32 hex digits of the key, as
+ *     packages keep the raw identifier values (--sql-nodes bigint numbers
+ *     them instead, which is faster in SQL). The edges are COPYed into an
+ *     UNLOGGED table (no WAL: the fastest tables PostgreSQL has); the clock
+ *     then starts and runs until convergence, with the server's settings
+ *     (bar one for bigint nodes, see sql_baseline()):
+ *       distinct edges (CREATE TABLE AS SELECT DISTINCT), both directions
+ *       of each (the adjacency), one label per node (itself), ANALYZE of
+ *       each table so that plans do not depend on autovacuum's timing,
+ *       then rounds of
+ *         UPDATE labels SET label = min over the node's neighbours' labels
+ *         WHERE that is smaller
+ *       until a round changes nothing.
+ *     Untimed afterwards, Weft's components (the unlimited run of (3)) are
+ *     COPYed in and compared with the labels in SQL: the same nodes, and as
+ *     many labels as profiles as (label, profile) pairs.
+ *
+ * Any disagreement (digests, components) fails the run (exit 1). Nothing
+ * asserts a time: the machines are shared and noisy.
+ *
+ * The human report goes to stdout; the last line is machine-readable:
+ * "RESULT key=value ...".
+ */
+#include <getopt.h>
+#include <libpq-fe.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bench/idgen.h"
+#include "bench/span.h"
+#include "bench/uf.h"
+#include "identity/identity.h"
+#include "lib/alloc.h"
+#include "lib/buf.h"
+
+#define BATCH 65536
+/* COPY data goes to the server in pieces of about this size. */
+#define COPY_CHUNK (1 << 20)
+
+static struct {
+	const char *url;
+	uint64_t people, events, slice, seed;
+	int slice_runs;
+	bool bigint_nodes, keep;
+} opt = { NULL, 2000000, 10000000, 1000000, 1, 5, false, false };
+
+/* The stream, held in memory: events and, flat, their identifiers. */
+static struct identity_event_ids *evs;
+static struct identity_ident *idents;
+static uint8_t junk_email[IDENTITY_KEY_BYTES];
+
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+static void die(const char *fmt, ...)
+{
+	va_list ap;
+
+	fflush(stdout);
+	fprintf(stderr, "identity_bench: error: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(1);
+}
+
+static double median(double *v, int n)
+{
+	for (int i = 1; i < n; i++)
+		for (int j = i; j > 0 && v[j - 1] > v[j]; j--) {
+			double t = v[j];
+
+			v[j] = v[j - 1];
+			v[j - 1] = t;
+		}
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* ---- the stream ---- */
+
+static uint64_t generate(void)
+{
+	struct idgen g;
+	struct idgen_event e;
+	size_t cap = (size_t)opt.events * 2 + 16, len = 0;
+	uint64_t *at = xcalloc(opt.events, sizeof(*at));
+
+	evs = xcalloc(opt.events, sizeof(*evs));
+	idents = xmalloc(xmul(cap, sizeof(*idents)));
+	idgen_init(&g, opt.people, opt.events, opt.seed);
+	idgen_junk_email(&g, junk_email);
+	for (uint64_t i = 0; i < opt.events; i++) {
+		uint64_t k = idgen_next(&g, &e);
+
+		if (len + e.n > cap) {
+			cap += cap / 2;
+			idents = xrealloc(idents, xmul(cap, sizeof(*idents)));
+		}
+		memcpy(idents + len, e.ids, e.n * sizeof(*idents));
+		evs[i] = idgen_event_ids(&g, &e, k);
+		at[i] = len;
+		len += e.n;
+	}
+	/* Pointers only now: the array moved while it grew. */
+	for (uint64_t i = 0; i < opt.events; i++)
+		evs[i].ids = idents + at[i];
+	free(at);
+	return len;
+}
+
+/* The default rules, with the placeholder email on the workspace's blocked list. */
+static struct identity_rules *rules_engine(void)
+{
+	struct identity_rules *r = identity_rules_new();
+
+	if (identity_rules_block(r, "email", junk_email) != 0)
+		die("cannot block the placeholder email");
+	return r;
+}
+
+/* Rules that never refuse a link: no limits, caps at their maximum. */
+static struct identity_rules *rules_unlimited(void)
+{
+	struct identity_rules *r = rules_engine();
+	struct identity_graph *names = identity_graph_new(r);
+
+	for (int t = 0; t < IDENTITY_TYPE_BUILTIN_COUNT; t++)
+		if (t != IDENTITY_TYPE_GROUP_ID &&
+		    identity_rules_set_limit(r, identity_graph_type_name(names, (uint16_t)t), 0, 0))
+			die("cannot lift the limit of type %d", t);
+	identity_graph_free(names);
+	if (identity_rules_set_caps(r, UINT32_MAX, IDENTITY_NODES_MAX) != 0)
+		die("cannot raise the caps");
+	return r;
+}
+
+/*
+ * Applies evs[0..n) to g in batches, as the engine does, timing only the
+ * apply calls into *t. Counts the events that attached to a profile.
+ */
+static uint64_t apply_all(struct identity_graph *g, uint64_t n, uint64_t *pids, struct span *t)
+{
+	uint64_t attached = 0;
+
+	for (uint64_t done = 0; done < n;) {
+		size_t k = n - done < BATCH ? (size_t)(n - done) : BATCH, applied;
+		int rc;
+
+		span_start(t);
+		rc = identity_graph_apply_batch(g, evs + done, k, pids, &applied);
+		span_stop(t);
+		if (rc != 0)
+			die("identity_graph_apply_batch failed at event %llu (%d)",
+			    (unsigned long long)(done + applied), rc);
+		for (size_t i = 0; i < k; i++)
+			attached += pids[i] != 0;
+		done += k;
+	}
+	return attached;
+}
+
+static void print_digest(const char *label, const uint8_t d[16])
+{
+	printf("%s", label);
+	for (int i = 0; i < 16; i++)
+		printf("%02x", d[i]);
+	printf("\n");
+}
+
+/* ---- the slice: edges as id-stitching builds them, and the reference ---- */
+
+struct slice {
+	struct uf u;		/* the nodes (numbered in order of first sight) and reference */
+	uint16_t *type;		/* type[node] */
+	uint32_t (*edge)[2];	/* (first identifier, identifier) per edge, with repeats */
+	size_t edges, edges_cap;
+	uint64_t *profile;	/* profile[node] in Weft's unlimited graph */
+};
+
+/* Whether a package's filters would keep the identifier as a node. */
+static bool edge_keeps(const struct identity_ident *id)
+{
+	if (id->blocked || id->type == IDENTITY_TYPE_GROUP_ID)
+		return false;
+	if (id->previous && id->type == IDENTITY_TYPE_USER_ID)
+		return false;
+	return !(id->type == IDENTITY_TYPE_EMAIL &&
+		 memcmp(id->key, junk_email, IDENTITY_KEY_BYTES) == 0);
+}
+
+static void edge_add(struct slice *s, uint32_t a, uint32_t b)
+{
+	if (s->edges == s->edges_cap) {
+		s->edges_cap = s->edges_cap ? 2 * s->edges_cap : 65536;
+		s->edge = xrealloc(s->edge, xmul(s->edges_cap, sizeof(*s->edge)));
+	}
+	s->edge[s->edges][0] = a;
+	s->edge[s->edges][1] = b;
+	s->edges++;
+}
+
+static void slice_edges(struct slice *s, uint64_t k)
+{
+	size_t type_cap = 0;
+
+	for (uint64_t i = 0; i < k; i++) {
+		uint32_t first = 0;
+		bool linked = false;
+
+		for (size_t j = 0; j < evs[i].n; j++) {
+			const struct identity_ident *id = &evs[i].ids[j];
+			uint32_t x;
+
+			if (!edge_keeps(id))
+				continue;
+			x = uf_node(&s->u, id->key);
+			if (x >= type_cap) {
+				type_cap = type_cap ? 2 * type_cap : 65536;
+				s->type = xrealloc(s->type, xmul(type_cap, sizeof(*s->type)));
+			}
+			s->type[x] = id->type;
+			if (!first) {
+				first = x;
+				continue;
+			}
+			if (x == first)
+				continue;
+			edge_add(s, first, x);
+			uf_union(&s->u, first, x);
+			linked = true;
+		}
+		if (first && !linked)
+			edge_add(s, first, first);
+	}
+}
+
+/*
+ * Whether the partitions of the nodes by a[] and by b[] (1..n, values
+ * 1..max_a and 1..max_b) are the same: each value of one maps to exactly
+ * one value of the other.
+ */
+static bool same_partition(const uint64_t *a, uint64_t max_a, const uint64_t *b, uint64_t max_b,
+			   size_t n, uint64_t *sets)
+{
+	uint64_t *ab = xcalloc(max_a + 1, sizeof(*ab)), *ba = xcalloc(max_b + 1, sizeof(*ba));
+	bool same = true;
+
+	*sets = 0;
+	for (size_t x = 1; x <= n && same; x++) {
+		if (!a[x] || !b[x] || a[x] > max_a || b[x] > max_b) {
+			same = false;
+		} else if (!ab[a[x]] && !ba[b[x]]) {
+			ab[a[x]] = b[x];
+			ba[b[x]] = a[x];
+			(*sets)++;
+		} else {
+			same = ab[a[x]] == b[x] && ba[b[x]] == a[x];
+		}
+	}
+	free(ab);
+	free(ba);
+	return same;
+}
+
+/*
+ * Weft with nothing limited, on the slice: its profile per node, which
+ * must partition the nodes as the reference union-find does.
+ */
+static void slice_reference(struct slice *s, uint64_t k, uint64_t *pids, uint64_t *components)
+{
+	struct identity_rules *r = rules_unlimited();
+	struct identity_graph *g = identity_graph_new(r);
+	struct identity_stats st;
+	struct span t = SPAN_INIT;
+	uint64_t *root = xcalloc(s->u.n + 1, sizeof(*root));
+
+	identity_rules_free(r);
+	apply_all(g, k, pids, &t);
+	identity_graph_stats(g, &st);
+	if (st.identifiers != s->u.n)
+		die("weft without limits holds %llu identifiers on the slice, the edges %zu nodes",
+		    (unsigned long long)st.identifiers, s->u.n);
+	s->profile = xcalloc(s->u.n + 1, sizeof(*s->profile));
+	for (size_t x = 1; x <= s->u.n; x++) {
+		s->profile[x] = identity_graph_lookup(g, s->type[x], s->u.key[x]);
+		root[x] = uf_find(&s->u, (uint32_t)x);
+	}
+	if (!same_partition(s->profile, st.profiles_created, root, s->u.n, s->u.n, components))
+		die("weft without limits and the reference union-find disagree on the slice");
+	if (*components != st.profiles)
+		die("weft without limits has %llu live profiles, the union-find %llu components",
+		    (unsigned long long)st.profiles, (unsigned long long)*components);
+	free(root);
+	identity_graph_free(g);
+}
+
+static void slice_release(struct slice *s)
+{
+	uf_release(&s->u);
+	free(s->type);
+	free(s->edge);
+	free(s->profile);
+}
+
+/* ---- the SQL baseline ---- */
+
+static void sql_ok(PGconn *c, const char *sql)
+{
+	PGresult *r = PQexec(c, sql);
+	ExecStatusType st = PQresultStatus(r);
+
+	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+		die("SQL failed: %s\n  in: %s", PQerrorMessage(c), sql);
+	PQclear(r);
+}
+
+/* Runs a command and returns how many rows it changed. */
+static uint64_t sql_count(PGconn *c, const char *sql)
+{
+	PGresult *r = PQexec(c, sql);
+	uint64_t n;
+
+	if (PQresultStatus(r) != PGRES_COMMAND_OK)
+		die("SQL failed: %s\n  in: %s", PQerrorMessage(c), sql);
+	n = strtoull(PQcmdTuples(r), NULL, 10);
+	PQclear(r);
+	return n;
+}
+
+/* A node as the SQL sees it: 32 hex digits of its key, or its number. */
+static void add_node(struct buf *b, const struct slice *s, uint32_t x)
+{
+	static const char hex[] = "0123456789abcdef";
+
+	if (opt.bigint_nodes) {
+		buf_printf(b, "%u", x);
+		return;
+	}
+	buf_grow(b, 32);
+	for (int i = 0; i < IDENTITY_KEY_BYTES; i++) {
+		b->data[b->len++] = hex[s->u.key[x][i] >> 4];
+		b->data[b->len++] = hex[s->u.key[x][i] & 15];
+	}
+	b->data[b->len] = '\0';
+}
+
+static void copy_flush(PGconn *c, struct buf *b)
+{
+	if (b->len && PQputCopyData(c, b->data, (int)b->len) != 1)
+		die("COPY: %s", PQerrorMessage(c));
+	buf_reset(b);
+}
+
+static void copy_begin(PGconn *c, const char *sql)
+{
+	PGresult *r = PQexec(c, sql);
+
+	if (PQresultStatus(r) != PGRES_COPY_IN)
+		die("%s: %s", sql, PQerrorMessage(c));
+	PQclear(r);
+}
+
+static void copy_end(PGconn *c)
+{
+	PGresult *r;
+
+	if (PQputCopyEnd(c, NULL) != 1)
+		die("COPY: %s", PQerrorMessage(c));
+	r = PQgetResult(c);
+	if (PQresultStatus(r) != PGRES_COMMAND_OK)
+		die("COPY: %s", PQerrorMessage(c));
+	PQclear(r);
+	while ((r = PQgetResult(c)) != NULL)
+		PQclear(r);
+}
+
+struct sql_result {
+	double copy_s, prep_s, rounds_s, seconds;	/* seconds is prep_s + rounds_s */
+	double cpu_s;		/* the backend's CPU time over the same span */
+	int rounds;
+	uint64_t distinct_edges, nodes, components;
+	bool agree;
+};
+
+/*
+ * Min-label propagation. id_adj holds both directions of every distinct
+ * edge; every node starts as its own label, and each round gives a node
+ * the smallest label among its neighbours when that is smaller than its
+ * own, until a round changes nothing (the number of rounds follows the
+ * longest shortest path from a component's smallest node).
+ */
+static const char *const sql_prep[] = {
+	"ANALYZE id_edges_raw",
+	"CREATE UNLOGGED TABLE id_edges AS SELECT DISTINCT a, b FROM id_edges_raw",
+	"ANALYZE id_edges",
+	"CREATE UNLOGGED TABLE id_adj AS"
+	" SELECT a AS node, b AS nbr FROM id_edges WHERE a <> b"
+	" UNION ALL SELECT b, a FROM id_edges WHERE a <> b",
+	"CREATE UNLOGGED TABLE id_labels AS"
+	" SELECT node, node AS label FROM (SELECT a FROM id_edges UNION SELECT b FROM id_edges)"
+	" AS n (node)",
+	"ANALYZE id_adj",
+	"ANALYZE id_labels",
+};
+
+static const char sql_round[] =
+	"UPDATE id_labels l SET label = m.label"
+	" FROM (SELECT a.node, min(n.label) AS label"
+	" FROM id_adj a JOIN id_labels n ON n.node = a.nbr GROUP BY a.node) AS m"
+	" WHERE l.node = m.node AND m.label < l.label";
+
+/*
+ * CPU time (user and system) the backend pid has used, in seconds, from
+ * /proc/PID/stat (fields 14 and 15, counted after the command name, which
+ * may hold spaces); -1 if it cannot be read or is no local postgres
+ * process (a server on another machine).
+ */
+static double backend_cpu_seconds(int pid)
+{
+	char path[64], line[1024], *name, *rest;
+	unsigned long long utime, stime;
+	FILE *f;
+	int ok;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	if (!(f = fopen(path, "r")))
+		return -1;
+	ok = fgets(line, sizeof(line), f) != NULL;
+	fclose(f);
+	name = strchr(line, '(');
+	rest = strrchr(line, ')');
+	if (!ok || !name || !rest || strncmp(name, "(postgres)", 10) != 0)
+		return -1;
+	ok = sscanf(rest + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+		    &utime, &stime) == 2;
+	return ok ? (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK) : -1;
+}
+
+static void sql_baseline(struct slice *s, struct sql_result *res)
+{
+	const char *keys[] = { "dbname", "application_name", NULL };
+	const char *vals[] = { opt.url, "identity_bench", NULL };
+	const char *type = opt.bigint_nodes ? "bigint" : "text";
+	PGconn *c = PQconnectdbParams(keys, vals, 1);
+	struct buf b = BUF_INIT;
+	char sql[256];
+	double t0, t1;
+	PGresult *r;
+
+	if (PQstatus(c) != CONNECTION_OK)
+		die("cannot connect to PostgreSQL: %s", PQerrorMessage(c));
+	sql_ok(c, "SET client_min_messages = warning");
+	/*
+	 * PostgreSQL 15 plans SELECT DISTINCT over bigint pairs as partial hash
+	 * aggregates in parallel workers under a final hash aggregate, which
+	 * then takes minutes instead of a second (the final table is filled
+	 * in the partial tables' hash order). Text nodes keep the defaults.
+	 */
+	if (opt.bigint_nodes)
+		sql_ok(c, "SET max_parallel_workers_per_gather = 0");
+	sql_ok(c, "DROP TABLE IF EXISTS id_edges_raw, id_edges, id_adj, id_labels, id_weft");
+	snprintf(sql, sizeof(sql),
+		 "CREATE UNLOGGED TABLE id_edges_raw (a %s NOT NULL, b %s NOT NULL)", type, type);
+	sql_ok(c, sql);
+
+	t0 = span_now();
+	copy_begin(c, "COPY id_edges_raw (a, b) FROM STDIN");
+	for (size_t i = 0; i < s->edges; i++) {
+		add_node(&b, s, s->edge[i][0]);
+		buf_addc(&b, '\t');
+		add_node(&b, s, s->edge[i][1]);
+		buf_addc(&b, '\n');
+		if (b.len >= COPY_CHUNK)
+			copy_flush(c, &b);
+	}
+	copy_flush(c, &b);
+	copy_end(c);
+	t1 = span_now();
+	res->copy_s = t1 - t0;
+
+	/* The clock: from the COPY finishing to convergence. */
+	t0 = t1;
+	res->cpu_s = backend_cpu_seconds(PQbackendPID(c));
+	for (size_t i = 0; i < sizeof(sql_prep) / sizeof(*sql_prep); i++) {
+		double ts = span_now();
+
+		sql_ok(c, sql_prep[i]);
+		printf("          %-9s %6.2f s  %.60s...\n", i ? "" : "prepare:", span_now() - ts,
+		       sql_prep[i]);
+	}
+	t1 = span_now();
+	res->prep_s = t1 - t0;
+	res->rounds = 0;
+	for (;;) {
+		double tr = span_now();
+		uint64_t changed = sql_count(c, sql_round);
+
+		res->rounds++;
+		printf("          round %2d: %9llu labels changed, %6.2f s\n", res->rounds,
+		       (unsigned long long)changed, span_now() - tr);
+		fflush(stdout);
+		if (!changed)
+			break;
+	}
+	res->rounds_s = span_now() - t1;
+	if (res->cpu_s >= 0)
+		res->cpu_s = backend_cpu_seconds(PQbackendPID(c)) - res->cpu_s;
+	res->seconds = res->prep_s + res->rounds_s;
+
+	/* Untimed: Weft's components beside the labels. */
+	snprintf(sql, sizeof(sql),
+		 "CREATE UNLOGGED TABLE id_weft (node %s NOT NULL, profile bigint NOT NULL)", type);
+	sql_ok(c, sql);
+	copy_begin(c, "COPY id_weft (node, profile) FROM STDIN");
+	for (size_t x = 1; x <= s->u.n; x++) {
+		add_node(&b, s, (uint32_t)x);
+		buf_printf(&b, "\t%llu\n", (unsigned long long)s->profile[x]);
+		if (b.len >= COPY_CHUNK)
+			copy_flush(c, &b);
+	}
+	copy_flush(c, &b);
+	copy_end(c);
+	r = PQexec(c, "SELECT (SELECT count(*) FROM id_edges),"
+		   " (SELECT count(*) FROM id_labels),"
+		   " (SELECT count(*) FROM id_weft),"
+		   " (SELECT count(*) FROM id_labels JOIN id_weft USING (node)),"
+		   " (SELECT count(DISTINCT label) FROM id_labels),"
+		   " (SELECT count(DISTINCT profile) FROM id_weft),"
+		   " (SELECT count(*) FROM (SELECT DISTINCT label, profile"
+		   "  FROM id_labels JOIN id_weft USING (node)) AS p)");
+	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
+		die("comparing components: %s", PQerrorMessage(c));
+	{
+		uint64_t v[7];
+
+		for (int i = 0; i < 7; i++)
+			v[i] = strtoull(PQgetvalue(r, 0, i), NULL, 10);
+		res->distinct_edges = v[0];
+		res->nodes = v[1];
+		res->components = v[4];
+		res->agree = v[1] == s->u.n && v[2] == v[1] && v[3] == v[1] &&
+			     v[5] == v[4] && v[6] == v[4];
+		if (!res->agree)
+			printf("          SQL: %llu nodes, %llu labels; weft: %llu nodes, %llu "
+			       "profiles; %llu in both, %llu (label, profile) pairs\n",
+			       (unsigned long long)v[1], (unsigned long long)v[4],
+			       (unsigned long long)v[2], (unsigned long long)v[5],
+			       (unsigned long long)v[3], (unsigned long long)v[6]);
+	}
+	PQclear(r);
+	if (!opt.keep)
+		sql_ok(c, "DROP TABLE id_edges_raw, id_edges, id_adj, id_labels, id_weft");
+	buf_release(&b);
+	PQfinish(c);
+}
+
+/* ---- main ---- */
+
+static void usage(FILE *f)
+{
+	fputs("usage: identity_bench [--url URL] [--people N] [--events N] [--slice K]\n"
+	      "                      [--slice-runs N] [--seed S] [--sql-nodes text|bigint]\n"
+	      "                      [--keep]\n"
+	      "Without --url (or WEFT_DATABASE_URL) the SQL baseline is skipped;\n"
+	      "--slice 0 skips the slice altogether; --keep keeps the SQL tables.\n", f);
+}
+
+static uint64_t number(const char *s, const char *name)
+{
+	char *end;
+	unsigned long long v = strtoull(s, &end, 10);
+
+	if (!*s || *end)
+		die("%s wants a number, not '%s'", name, s);
+	return v;
+}
+
+static void parse_args(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "url", required_argument, NULL, 'u' },
+		{ "people", required_argument, NULL, 'p' },
+		{ "events", required_argument, NULL, 'e' },
+		{ "slice", required_argument, NULL, 'k' },
+		{ "slice-runs", required_argument, NULL, 'r' },
+		{ "seed", required_argument, NULL, 's' },
+		{ "sql-nodes", required_argument, NULL, 'n' },
+		{ "keep", no_argument, NULL, 'K' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	int o;
+
+	while ((o = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (o) {
+		case 'p': opt.people = number(optarg, "--people"); break;
+		case 'e': opt.events = number(optarg, "--events"); break;
+		case 'k': opt.slice = number(optarg, "--slice"); break;
+		case 'r': opt.slice_runs = (int)number(optarg, "--slice-runs"); break;
+		case 's': opt.seed = number(optarg, "--seed"); break;
+		case 'n':
+			if (strcmp(optarg, "text") && strcmp(optarg, "bigint"))
+				die("--sql-nodes is text or bigint, not '%s'", optarg);
+			opt.bigint_nodes = strcmp(optarg, "bigint") == 0;
+			break;
+		case 'K': opt.keep = true; break;
+		case 'u': opt.url = optarg; break;
+		case 'h': usage(stdout); exit(0);
+		default: usage(stderr); exit(2);
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		exit(2);
+	}
+	if (!opt.url)
+		opt.url = getenv("WEFT_DATABASE_URL");
+	if (opt.people < 20 || opt.events < 1 || opt.events >= IDENTITY_SEQ_LIMIT)
+		die("--people must be at least 20 and --events at least 1");
+	if (opt.slice > opt.events)
+		opt.slice = opt.events;
+	if (opt.slice_runs < 1 || opt.slice_runs > 99)
+		die("--slice-runs wants 1 to 99");
+}
+
+/* What the run found, for the RESULT line; negative where not measured. */
+static struct {
+	double events_s, events_s_cpu, bytes_per_id, bytes_per_id_rss, rebuild_s;
+	double slice_events_s, slice_events_s_cpu, sql_s, sql_events_s, sql_cpu_s;
+	int rounds;
+	const char *agree;
+} res = { -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, "skipped" };
+
+/* 1 and 2: the engine's rate and memory on the whole stream, then a rebuild. */
+static void run_whole(const struct identity_rules *rules, uint64_t *pids)
+{
+	double events = (double)opt.events, t0;
+	struct span t_apply = SPAN_INIT, t_rebuild = SPAN_INIT;
+	struct identity_stats st;
+	struct identity_graph *g;
+	uint8_t digest[16], digest2[16];
+	uint64_t attached;
+	size_t rss0, rss1;
+
+	memset(pids, 0, BATCH * sizeof(*pids));
+	rss0 = span_rss_bytes();
+	g = identity_graph_new(rules);
+	attached = apply_all(g, opt.events, pids, &t_apply);
+	rss1 = span_rss_bytes();
+	identity_graph_stats(g, &st);
+	identity_graph_digest(g, digest);
+	identity_graph_free(g);
+	res.events_s = events / t_apply.wall;
+	res.events_s_cpu = events / t_apply.cpu;
+	res.bytes_per_id = (double)st.bytes / (double)st.identifiers;
+	res.bytes_per_id_rss = (double)(rss1 - rss0) / (double)st.identifiers;
+	printf("graph:    %.2f M events/s by wall time (%.2f s), %.2f M/s by CPU time (%.2f s; "
+	       "%.0f ns/event);\n          identity_graph_apply_batch, batches of %d, default rules\n",
+	       res.events_s / 1e6, t_apply.wall, res.events_s_cpu / 1e6, t_apply.cpu,
+	       t_apply.cpu / events * 1e9, BATCH);
+	printf("          %llu identifiers, %llu profiles live, %llu merges, %llu links, "
+	       "%llu explanations;\n          %.1f%% of events attached\n",
+	       (unsigned long long)st.identifiers, (unsigned long long)st.profiles,
+	       (unsigned long long)st.merges, (unsigned long long)st.links,
+	       (unsigned long long)st.explanations, 100.0 * (double)attached / events);
+	printf("memory:   %.1f bytes per identifier by the graph's accounting (%.0f MiB; "
+	       "%.1f reserved),\n          %.1f by the growth of RSS (%.0f MiB)\n",
+	       res.bytes_per_id, (double)st.bytes / 1048576.0,
+	       (double)st.bytes_reserved / (double)st.identifiers, res.bytes_per_id_rss,
+	       (double)(rss1 - rss0) / 1048576.0);
+
+	/* From nothing: a new graph, every event applied, as at a restart. */
+	t0 = span_now();
+	g = identity_graph_new(rules);
+	apply_all(g, opt.events, pids, &t_rebuild);
+	res.rebuild_s = span_now() - t0;
+	identity_graph_digest(g, digest2);
+	identity_graph_free(g);
+	printf("rebuild (in memory, from %llu events): %.2f s (%.2f M events/s; %.2f s CPU in "
+	       "apply)\n", (unsigned long long)opt.events, res.rebuild_s,
+	       events / res.rebuild_s / 1e6, t_rebuild.cpu);
+	print_digest("          digest ", digest);
+	if (memcmp(digest, digest2, sizeof(digest)) != 0) {
+		print_digest("          rebuilt ", digest2);
+		die("the rebuilt graph differs from the first");
+	}
+	printf("          the rebuilt graph is the same (digest)\n");
+}
+
+/* 3 and 4: Weft and SQL on the slice. */
+static void run_slice(const struct identity_rules *rules, uint64_t *pids)
+{
+	uint64_t k = opt.slice, components;
+	double wall[99], cpu[99], slice_wall, slice_cpu;
+	struct slice s = { .u = UF_INIT };
+	struct identity_stats st;
+	struct sql_result sr;
+
+	for (int i = 0; i < opt.slice_runs; i++) {
+		struct identity_graph *g = identity_graph_new(rules);
+		struct span t = SPAN_INIT;
+
+		apply_all(g, k, pids, &t);
+		if (i == 0)
+			identity_graph_stats(g, &st);
+		identity_graph_free(g);
+		wall[i] = t.wall;
+		cpu[i] = t.cpu;
+	}
+	slice_wall = median(wall, opt.slice_runs);
+	slice_cpu = median(cpu, opt.slice_runs);
+	res.slice_events_s = (double)k / slice_wall;
+	res.slice_events_s_cpu = (double)k / slice_cpu;
+	slice_edges(&s, k);
+	slice_reference(&s, k, pids, &components);
+	printf("slice:    the first %llu events: %llu identifiers, %llu profiles with the default "
+	       "rules;\n          %llu components without limits (the plain union-find agrees); "
+	       "%zu edges with repeats\n",
+	       (unsigned long long)k, (unsigned long long)st.identifiers,
+	       (unsigned long long)st.profiles, (unsigned long long)components, s.edges);
+	printf("weft:     %.2f M events/s on the slice by wall time (%.3f s), %.2f M/s by CPU time;\n"
+	       "          default rules, median of %d runs, each a new graph\n",
+	       res.slice_events_s / 1e6, slice_wall, res.slice_events_s_cpu / 1e6,
+	       opt.slice_runs);
+	if (!opt.url) {
+		printf("sql:      skipped (no --url)\n");
+		slice_release(&s);
+		return;
+	}
+
+	printf("sql:      min-label propagation, %s nodes, UNLOGGED tables; rounds:\n",
+	       opt.bigint_nodes ? "bigint" : "text");
+	sql_baseline(&s, &sr);
+	res.sql_s = sr.seconds;
+	res.sql_events_s = (double)k / sr.seconds;
+	res.sql_cpu_s = sr.cpu_s;
+	res.rounds = sr.rounds;
+	res.agree = sr.agree ? "yes" : "no";
+	printf("          %llu distinct edges, %llu nodes, %llu components after %d rounds\n"
+	       "          COPY %.1f s (untimed); timed from the COPY's end to convergence: "
+	       "%.1f s\n          (edges, adjacency, labels %.1f s; rounds %.1f s)\n",
+	       (unsigned long long)sr.distinct_edges, (unsigned long long)sr.nodes,
+	       (unsigned long long)sr.components, sr.rounds, sr.copy_s, sr.seconds, sr.prep_s,
+	       sr.rounds_s);
+	printf("          %.0f events/s (%llu events / %.1f s); the backend's CPU time over "
+	       "that span %.1f s\n          (not counting parallel workers')\n",
+	       res.sql_events_s, (unsigned long long)k, sr.seconds, sr.cpu_s);
+	printf("speedup:  %.1f by wall time (weft on the slice / SQL), %.1f by CPU time\n",
+	       res.slice_events_s / res.sql_events_s,
+	       sr.cpu_s > 0 ? res.slice_events_s_cpu * sr.cpu_s / (double)k : -1);
+	printf("components agree: %s\n", res.agree);
+	slice_release(&s);
+}
+
+int main(int argc, char **argv)
+{
+	struct identity_rules *rules;
+	struct span t_gen = SPAN_INIT;
+	uint64_t ids_in, *pids;
+
+	parse_args(argc, argv);
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	pids = xcalloc(BATCH, sizeof(*pids));
+
+	span_start(&t_gen);
+	ids_in = generate();
+	span_stop(&t_gen);
+	printf("workload: %llu people, %llu events (%.2f identifiers each), seed %llu; "
+	       "generated into memory in %.1f s (%.0f MiB)\n",
+	       (unsigned long long)opt.people, (unsigned long long)opt.events,
+	       (double)ids_in / (double)opt.events, (unsigned long long)opt.seed, t_gen.wall,
+	       (double)(opt.events * sizeof(*evs) + ids_in * sizeof(*idents)) / 1048576.0);
+
+	rules = rules_engine();
+	run_whole(rules, pids);
+	if (opt.slice)
+		run_slice(rules, pids);
+	identity_rules_free(rules);
+	free(pids);
+	free(evs);
+	free(idents);
+
+	printf("RESULT events_s=%.0f events_s_cpu=%.0f bytes_per_id=%.1f bytes_per_id_rss=%.1f "
+	       "rebuild_s=%.2f slice=%llu slice_events_s=%.0f sql_s=%.2f sql_events_s=%.0f "
+	       "ratio=%.1f sql_cpu_s=%.2f ratio_cpu=%.1f rounds=%d agree=%s\n",
+	       res.events_s, res.events_s_cpu, res.bytes_per_id, res.bytes_per_id_rss,
+	       res.rebuild_s, (unsigned long long)opt.slice, res.slice_events_s, res.sql_s,
+	       res.sql_events_s, res.sql_s > 0 ? res.slice_events_s / res.sql_events_s : -1,
+	       res.sql_cpu_s,
+	       res.sql_cpu_s > 0 ? res.slice_events_s_cpu * res.sql_cpu_s / (double)opt.slice : -1,
+	       res.rounds, res.agree);
+	return strcmp(res.agree, "no") == 0;
+}
