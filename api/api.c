@@ -11,6 +11,7 @@
 
 #include "lib/alloc.h"
 #include "lib/err.h"
+#include "lib/jsonw.h"
 #include "lib/log.h"
 #include "privacy/privacy.h"
 
@@ -38,10 +39,11 @@ void api_config_init(struct api_config *cfg)
 
 void api_reply_json(struct http_request *req, int status, json_t *body)
 {
-	char *text = json_dumps(body, JSON_COMPACT);
+	struct buf text = BUF_INIT;
 
-	http_reply(req, status, "application/json", text, strlen(text));
-	free(text);
+	buf_add_json(&text, body);
+	http_reply(req, status, "application/json", text.data, text.len);
+	buf_release(&text);
 }
 
 static void reply_unavailable(struct api *a, struct http_request *req, int rc)

@@ -22,6 +22,7 @@
 #include "identity/identity.h"
 #include "lib/alloc.h"
 #include "lib/err.h"
+#include "lib/jsonw.h"
 #include "lib/log.h"
 #include "profiles/profiles.h"
 
@@ -851,14 +852,35 @@ static json_t *trait_value(const struct profile_trait *t)
 	return v ? v : json_null();
 }
 
-static json_t *traits_body(struct ptask *p)
+/* A time as JSON text: a string as time_json() gives it, or null. */
+static void time_text(struct buf *b, int64_t us)
 {
-	json_t *traits = json_object();
+	char s[40];
+
+	if (!us) {
+		buf_adds(b, "null");
+		return;
+	}
+	ingest_format_time(us, s, sizeof(s));
+	buf_add_json_jstring(b, s, strlen(s));
+}
+
+/*
+ * The traits page, written as text: the stored values are compact JSON
+ * already, so they are copied as they are rather than parsed into a tree
+ * and dumped again. The same bytes json_dumps(..., JSON_COMPACT) gave for
+ * {"traits": {name: value or {"value", "source_id", "updated_at"}, ...},
+ * "cursor": cursor_json()}. Returns the body (malloc'd).
+ */
+static char *traits_body(struct ptask *p)
+{
 	const struct profile_view *v = &p->view;
+	struct buf b = BUF_INIT;
 	size_t shown = 0, i = 0;
 	bool more = false;
 	const char *next = NULL;
 
+	buf_adds(&b, "{\"traits\":{");
 	/* Names are sorted; the cursor is the first name of the next page. */
 	if (p->p.next)
 		while (i < v->ntraits && strcmp(v->traits[i].name, p->p.next) < 0)
@@ -873,15 +895,25 @@ static json_t *traits_body(struct ptask *p)
 			next = t->name;
 			break;
 		}
-		if (p->p.verbose)
-			json_object_set_new(traits, t->name, json_pack("{so so so}",
-				"value", trait_value(t), "source_id", json_null(),
-				"updated_at", time_json(t->ts_us)));
-		else
-			json_object_set_new(traits, t->name, trait_value(t));
+		if (shown)
+			buf_addc(&b, ',');
+		buf_add_json_jstring(&b, t->name, strlen(t->name));
+		buf_adds(&b, p->p.verbose ? ":{\"value\":" : ":");
+		buf_add(&b, t->json, t->json_len);
+		if (p->p.verbose) {
+			buf_adds(&b, ",\"source_id\":null,\"updated_at\":");
+			time_text(&b, t->ts_us);
+			buf_addc(&b, '}');
+		}
 		shown++;
 	}
-	return json_pack("{so so}", "traits", traits, "cursor", cursor_json(p, more, next));
+	buf_adds(&b, "},\"cursor\":{\"url\":");
+	buf_add_json_jstring(&b, p->url, strlen(p->url));
+	buf_adds(&b, more ? ",\"has_more\":true,\"next\":" : ",\"has_more\":false,\"next\":");
+	next = more && next ? next : "";
+	buf_add_json_jstring(&b, next, strlen(next));
+	buf_printf(&b, ",\"limit\":%zu}}", p->p.limit);
+	return buf_detach(&b, NULL);
 }
 
 static json_t *external_ids_body(struct ptask *p)
@@ -1137,7 +1169,7 @@ static void ptask_run(struct worker_task *t)
 	}
 	switch (p->kind) {
 	case K_TRAITS:
-		body = traits_body(p);
+		p->body = traits_body(p);
 		break;
 	case K_EXTERNAL_IDS:
 		if (!(p->rc = read_items(p)))
@@ -1160,7 +1192,12 @@ static void ptask_run(struct worker_task *t)
 		break;
 	}
 	if (body) {
-		p->body = json_dumps(body, JSON_COMPACT);
+		struct buf text = BUF_INIT;
+
+		/* Reals as they were sent (7.7, not jansson's 7.7000000000000002). */
+		buf_add_json(&text, body);
+		buf_addc(&text, '\0');
+		p->body = text.data;
 		json_decref(body);
 	}
 }
@@ -1275,7 +1312,9 @@ static void profile_request(struct api *a, struct http_request *req, enum kind k
 		return;
 	}
 	/* A profile the store holds nothing of yet reads as empty. */
-	if (ps)
+	if (ps && kind == K_TRAITS)
+		profile_store_view_traits(ps, p->pid, &p->view);
+	else if (ps)
 		profile_store_view(ps, p->pid, &p->view);
 	switch (kind) {
 	case K_TRAITS:
@@ -1321,10 +1360,7 @@ static void profile_request(struct api *a, struct http_request *req, enum kind k
 	p->t.done = ptask_done;
 	if (kind == K_TRAITS && (!p->space || p->space_checked)) {
 		/* Traits are all in memory: answer on the loop, no worker round trip. */
-		json_t *body = traits_body(p);
-
-		p->body = json_dumps(body, JSON_COMPACT);
-		json_decref(body);
+		p->body = traits_body(p);
 		ptask_done(&p->t);
 		return;
 	}

@@ -20,6 +20,7 @@
 #include "lib/alloc.h"
 #include "lib/digest.h"
 #include "lib/err.h"
+#include "lib/jsonw.h"
 #include "lib/keyset.h"
 #include "privacy/privacy.h"
 
@@ -434,12 +435,6 @@ static void collect_ids(struct ids *ids, enum ingest_kind kind, json_t *ev,
 
 /* ---- rows ---- */
 
-static int dump_cb(const char *p, size_t n, void *data)
-{
-	buf_add(data, p, n);
-	return 0;
-}
-
 static void add_row(struct ingest_job *job, int64_t ws, enum ingest_kind kind,
 		    const char *mid, size_t offset)
 {
@@ -660,10 +655,14 @@ static int build_event(const struct ingest_context *ctx, enum ingest_kind kind,
 		store_tuple_null(t);
 	store_tuple_jsonb(t, ids->json.data, ids->json.len);
 
-	/* The payload is dumped straight into the tuple. */
+	/*
+	 * The payload is written straight into the tuple, reals in their
+	 * shortest form (lib/jsonw.h): jansson's dump would store 7.7 as
+	 * 7.7000000000000002. The limit applies to what is stored.
+	 */
 	size_t at = store_tuple_jsonb_begin(t);
 
-	json_dump_callback(ev, dump_cb, t, JSON_COMPACT);
+	buf_add_json(t, ev);
 
 	size_t plen = store_tuple_jsonb_end(t, at);
 
@@ -716,7 +715,7 @@ static void reject(const struct ingest_context *ctx, struct ingest_job *job,
 	if (json_is_object(item) && err->reason != INGEST_EVENT_TOO_LARGE) {
 		size_t at = store_tuple_jsonb_begin(t);
 
-		json_dump_callback(item, dump_cb, t, JSON_COMPACT);
+		buf_add_json(t, item);
 		store_tuple_jsonb_end(t, at);
 	} else {
 		store_tuple_null(t);

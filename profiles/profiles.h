@@ -17,7 +17,9 @@
  * Nothing here is a jansson tree or a pointer per profile: names (traits,
  * events) are interned, and each profile's traits, counters and accounts
  * are one compact record in a slab arena, rewritten in place when it fits.
- * Trait values are kept as compact JSON text, already masked by ingest.
+ * Trait values are kept as compact JSON text (lib/jsonw.h: reals in their
+ * shortest form), already masked by ingest, so a reader can copy them
+ * into a reply as they are.
  *
  * A merge (profile_store_merge) folds the absorbed profile into the
  * survivor: each trait keeps the newest value of either side, counters
@@ -120,6 +122,13 @@ struct profile_view {
 /* Fills v with profile_id (a survivor). WEFT_ENOTFOUND if the store has nothing of it. */
 int profile_store_view(const struct profile_store *ps, uint64_t profile_id,
 		       struct profile_view *v);
+/*
+ * The same, for what a traits request needs: profile_id, first and last
+ * seen, events and the traits (sorted by name); counters and accounts are
+ * left empty, sparing their decoding and sorting.
+ */
+int profile_store_view_traits(const struct profile_store *ps, uint64_t profile_id,
+			      struct profile_view *v);
 void profile_view_release(struct profile_view *v);
 
 /*

@@ -27,6 +27,7 @@
 
 #include "lib/alloc.h"
 #include "lib/err.h"
+#include "lib/jsonw.h"
 
 #define SLOT_MIN_SHIFT 5
 #define SLOT_MAX_SHIFT 16
@@ -288,8 +289,13 @@ static uint64_t rd(struct reader *r, size_t n)
 	return v;
 }
 
-/* Decodes the record at heap offset at + 1 (0: an empty record). Values point into the heap. */
-static void rec_decode(const struct profile_store *ps, uint32_t at, struct rec *r)
+/*
+ * Decodes the record at heap offset at + 1 (0: an empty record), or only
+ * its header and traits if traits_only (no counters, no accounts). Values
+ * point into the heap.
+ */
+static void rec_decode_part(const struct profile_store *ps, uint32_t at, struct rec *r,
+			    bool traits_only)
 {
 	struct reader rd_ = { 0 };
 	uint32_t len;
@@ -315,6 +321,11 @@ static void rec_decode(const struct profile_store *ps, uint32_t at, struct rec *
 		r->traits[i].val = (const char *)rd_.p;
 		rd_.p += r->traits[i].len;
 	}
+	if (traits_only) {
+		r->ncounters = r->counters_cap = 0;
+		r->naccounts = r->accounts_cap = 0;
+		return;
+	}
 	r->counters = xcalloc(r->counters_cap + 1, sizeof(*r->counters));
 	for (size_t i = 0; i < r->ncounters; i++) {
 		r->counters[i].name = (uint32_t)rd(&rd_, 4);
@@ -323,6 +334,11 @@ static void rec_decode(const struct profile_store *ps, uint32_t at, struct rec *
 	r->accounts = xcalloc(r->accounts_cap + 1, sizeof(*r->accounts));
 	for (size_t i = 0; i < r->naccounts; i++)
 		r->accounts[i] = (uint32_t)rd(&rd_, 4);
+}
+
+static void rec_decode(const struct profile_store *ps, uint32_t at, struct rec *r)
+{
+	rec_decode_part(ps, at, r, false);
 }
 
 /* The traits r holds a value for (a removed one is kept only for its timestamp). */
@@ -515,7 +531,6 @@ static int set_traits(struct profile_store *ps, struct rec *r, json_t *traits, i
 	json_object_foreach(traits, key, v) {
 		size_t klen = strlen(key), at = r->owned.len, len;
 		uint32_t name;
-		char *dump;
 
 		if (klen == 0 || klen > NAME_MAX_BYTES) {
 			rc = WEFT_ETOOBIG;
@@ -526,15 +541,15 @@ static int set_traits(struct profile_store *ps, struct rec *r, json_t *traits, i
 			set_trait(r, name, ts, false, NULL, 0, 0);
 			continue;
 		}
-		dump = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-		len = dump ? strlen(dump) : 0;
-		if (!dump || len > TRAIT_VALUE_MAX) {
-			free(dump);
+		/* Written in place; reals in their shortest form (lib/jsonw.h). */
+		buf_add_json(&r->owned, v);
+		len = r->owned.len - at;
+		if (len > TRAIT_VALUE_MAX) {
+			r->owned.len = at;	/* drop it, keeping the NUL after the data */
+			r->owned.data[at] = '\0';
 			rc = WEFT_ETOOBIG;
 			continue;
 		}
-		buf_add(&r->owned, dump, len);
-		free(dump);
 		set_trait(r, name, ts, true, NULL, at, (uint32_t)len);
 	}
 	return rc;
@@ -872,8 +887,15 @@ size_t profile_store_events(const struct profile_store *ps, uint64_t profile_id,
 static void view_traits(const struct profile_store *ps, const struct rec *r, struct buf *b,
 			struct profile_trait **out, size_t *n)
 {
+	size_t bytes = 0;
+
 	*out = xcalloc(r->ntraits + 1, sizeof(**out));
 	*n = 0;
+	/* One allocation for the strings rather than a doubling series. */
+	for (size_t i = 0; i < r->ntraits; i++)
+		if (r->traits[i].len)
+			bytes += strlen(name_of(ps, r->traits[i].name)) + 2 + r->traits[i].len;
+	buf_grow(b, bytes);
 	for (size_t i = 0; i < r->ntraits; i++) {
 		struct profile_trait *t = &(*out)[*n];
 		const char *name = name_of(ps, r->traits[i].name);
@@ -965,6 +987,28 @@ int profile_store_view(const struct profile_store *ps, uint64_t profile_id,
 	for (size_t i = 0; i < v->naccounts; i++)
 		fix_traits(v->accounts[i].traits, v->accounts[i].ntraits, &v->strings);
 	qsort_names(v);
+	return 0;
+}
+
+int profile_store_view_traits(const struct profile_store *ps, uint64_t profile_id,
+			      struct profile_view *v)
+{
+	const struct prof *p;
+	struct rec r;
+
+	memset(v, 0, sizeof(*v));
+	if (!profile_id || profile_id >= ps->nprofs || !ps->profs[profile_id].rec)
+		return WEFT_ENOTFOUND;
+	p = &ps->profs[profile_id];
+	rec_decode_part(ps, p->rec, &r, true);
+	v->profile_id = profile_id;
+	v->first_seen_us = r.first_us;
+	v->last_seen_us = r.last_us;
+	v->events = r.events;
+	view_traits(ps, &r, &v->strings, &v->traits, &v->ntraits);
+	rec_release(&r);
+	fix_traits(v->traits, v->ntraits, &v->strings);
+	qsort(v->traits, v->ntraits, sizeof(*v->traits), trait_cmp);
 	return 0;
 }
 

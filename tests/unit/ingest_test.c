@@ -897,6 +897,51 @@ static void test_ingest__write_key_is_not_stored(void **state)
 	built_release(&b);
 }
 
+/* The payload's JSON text as stored, less the jsonb version byte. */
+static char *payload_text(const struct built *b)
+{
+	char *s = malloc((size_t)b->t.f[F_PAYLOAD].len);
+
+	assert_non_null(s);
+	memcpy(s, b->t.f[F_PAYLOAD].p + 1, (size_t)b->t.f[F_PAYLOAD].len - 1);
+	s[b->t.f[F_PAYLOAD].len - 1] = '\0';
+	return s;
+}
+
+static void test_ingest__reals_are_stored_as_sent(void **state)
+{
+	struct built b;
+	char *text;
+
+	(void)state;
+	build_ok(&b, INGEST_TRACK,
+		 "{\"userId\":\"u\",\"event\":\"e\",\"properties\":{\"price\":7.7,"
+		 "\"list\":[0.1,1e300,5e-324,-0.0,1.0,0.30000000000000004],\"n\":7}}");
+	text = payload_text(&b);
+	/* jansson's own dump would give 7.7000000000000002 and so on. */
+	assert_non_null(strstr(text, "\"properties\":{\"price\":7.7,\"list\":[0.1,1e300,"
+				     "5e-324,-0.0,1.0,0.30000000000000004],\"n\":7}"));
+	assert_true(json_real_value(json_object_get(json_object_get(b.payload, "properties"),
+						    "price")) == 7.7);
+	free(text);
+	built_release(&b);
+
+	/* In a batch, and in a rejected event, the same. */
+	build_ok(&b, INGEST_BATCH,
+		 "{\"batch\":[{\"type\":\"track\",\"userId\":\"u\",\"event\":\"e\","
+		 "\"properties\":{\"price\":7.7}},{\"type\":\"track\",\"userId\":\"u\","
+		 "\"properties\":{\"price\":7.7}}]}");
+	assert_int_equal(b.job.nrows, 1);
+	assert_int_equal(b.job.nrejected, 1);
+	text = payload_text(&b);
+	assert_non_null(strstr(text, "\"properties\":{\"price\":7.7}"));
+	free(text);
+	assert_non_null(memmem(b.job.rejected.data, b.job.rejected.len,
+			       "\"properties\":{\"price\":7.7}", 26));
+	assert_null(memmem(b.job.rejected.data, b.job.rejected.len, "7.70", 4));
+	built_release(&b);
+}
+
 static void test_ingest__batch_item_write_key_is_not_stored(void **state)
 {
 	struct built b;
@@ -2879,6 +2924,7 @@ int main(void)
 		T(test_ingest__path_sets_the_type_of_a_single_event),
 		T(test_ingest__write_key_is_not_stored),
 		T(test_ingest__batch_item_write_key_is_not_stored),
+		T(test_ingest__reals_are_stored_as_sent),
 		T(test_ingest__page_and_screen_name_is_optional),
 		T(test_ingest__group_requires_group_id),
 		T(test_ingest__alias_requires_previous_id_and_user_id),

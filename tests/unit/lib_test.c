@@ -1,7 +1,8 @@
 /*
  * Unit tests for lib/buf.c (the growable buffer every encoder writes into),
- * lib/digest.c (SHA-256 and hex) and lib/keyset.c (the set of 16-byte
- * keys). The buffer's contract is checked against an independent model:
+ * lib/digest.c (SHA-256 and hex), lib/jsonw.c (compact JSON of a jansson
+ * tree: jansson's bytes, reals in their shortest form) and lib/keyset.c
+ * (the set of 16-byte keys). The buffer's contract is checked against an independent model:
  * every byte appended is where it should be and is always followed by a
  * NUL, whatever the growth pattern.
  */
@@ -11,12 +12,15 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "lib/buf.h"
 #include "lib/digest.h"
+#include "lib/jsonw.h"
 #include "lib/keyset.h"
 
 /* Asserts the buffer holds exactly the n bytes of want, NUL-terminated. */
@@ -545,6 +549,333 @@ static void test_digest__hex_encode_every_byte_value(void **state)
 	}
 }
 
+/* ---- jsonw: compact JSON of a jansson tree ---- */
+
+/* xorshift64: the same sequence on every run. */
+static uint64_t next_rand(uint64_t *x)
+{
+	*x ^= *x << 13;
+	*x ^= *x >> 7;
+	*x ^= *x << 17;
+	return *x;
+}
+
+/* buf_add_json's text of v; v's reference is taken. */
+static char *jsonw_of(json_t *v)
+{
+	struct buf b = BUF_INIT;
+
+	assert_non_null(v);
+	buf_add_json(&b, v);
+	json_decref(v);
+	assert_int_equal(strlen(b.data), b.len);
+	return buf_detach(&b, NULL);
+}
+
+static void jsonw_is(json_t *v, const char *want)
+{
+	char *have = jsonw_of(v);
+
+	assert_string_equal(have, want);
+	free(have);
+}
+
+static bool same_double(double a, double b)
+{
+	return memcmp(&a, &b, sizeof(a)) == 0;
+}
+
+/* The fewest digits %.*g needs for d to read back exactly. */
+static int min_precision(double d)
+{
+	char text[48];
+
+	for (int prec = 1; prec < 17; prec++) {
+		snprintf(text, sizeof(text), "%.*g", prec, d);
+		if (same_double(strtod(text, NULL), d))
+			return prec;
+	}
+	return 17;
+}
+
+/* Significant digits in a real's text: "0.0300" and "3e-2" have one. */
+static int sig_digits(const char *text)
+{
+	char digits[48];
+	size_t n = 0, from = 0;
+
+	for (const char *c = text; *c && *c != 'e'; c++)
+		if (*c >= '0' && *c <= '9')
+			digits[n++] = *c;
+	while (from < n && digits[from] == '0')
+		from++;
+	while (n > from && digits[n - 1] == '0')
+		n--;
+	return n > from ? (int)(n - from) : 1;
+}
+
+/*
+ * Asserts text is d as buf_add_json_real must write it: JSON's number
+ * syntax with a '.' or an 'e' (so jansson reads a real), an exponent
+ * without '+' or leading zeros, reading back as exactly d (through strtod
+ * and through jansson), in as few digits as %g can.
+ */
+static void assert_real_text(double d, const char *text)
+{
+	const char *c = text, *e;
+	json_error_t err;
+	json_t *j;
+
+	if (*c == '-')
+		c++;
+	assert_true(*c >= '0' && *c <= '9');
+	assert_true(*c != '0' || c[1] == '.' || c[1] == '\0');
+	assert_true(strchr(text, '.') || strchr(text, 'e'));
+	assert_null(strchr(text, '+'));
+	if ((e = strchr(text, 'e'))) {
+		e += e[1] == '-' ? 2 : 1;
+		assert_true(*e >= '1' && *e <= '9');
+	}
+	assert_int_equal(strspn(text, "-0123456789.e"), strlen(text));
+	assert_true(same_double(strtod(text, NULL), d));
+	j = json_loads(text, JSON_DECODE_ANY, &err);
+	if (!j)
+		fail_msg("'%s' is not JSON: %s", text, err.text);
+	assert_true(json_is_real(j));
+	assert_true(same_double(json_real_value(j), d));
+	json_decref(j);
+	assert_int_equal(sig_digits(text), min_precision(d));
+}
+
+static void test_jsonw__reals_print_shortest_and_read_back_exactly(void **state)
+{
+	static const struct {
+		double d;
+		const char *text;
+	} cases[] = {
+		{ 7.7, "7.7" },
+		{ -7.7, "-7.7" },
+		{ 0.1, "0.1" },
+		{ 1.5, "1.5" },
+		{ 19.99, "19.99" },
+		{ 1e300, "1e300" },
+		{ 5e-324, "5e-324" },
+		{ -0.0, "-0.0" },
+		{ 0.0, "0.0" },
+		{ 1.0, "1.0" },
+		{ 100.0, "100.0" },
+		{ 1e15, "1e15" },
+		{ 1e-7, "1e-7" },
+		{ 0.0001, "0.0001" },
+		{ 123456789012345680.0, "1.2345678901234568e17" },
+		{ 0.30000000000000004, "0.30000000000000004" },
+		{ 1.7976931348623157e308, "1.7976931348623157e308" },
+		{ 2.2250738585072014e-308, "2.2250738585072014e-308" },
+		{ 2.225073858507201e-308, "2.225073858507201e-308" },	/* a subnormal */
+		{ 9007199254740993.0, "9007199254740992.0" },	/* 2^53 + 1 is not a double */
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct buf b = BUF_INIT;
+
+		buf_add_json_real(&b, cases[i].d);
+		assert_string_equal(b.data, cases[i].text);
+		assert_real_text(cases[i].d, b.data);
+		buf_release(&b);
+		jsonw_is(json_real(cases[i].d), cases[i].text);
+	}
+}
+
+static void test_jsonw__random_reals_read_back_exactly_in_fewest_digits(void **state)
+{
+	uint64_t x = 0x9e3779b97f4a7c15ull;
+
+	(void)state;
+	for (int i = 0; i < 200000; i++) {
+		struct buf b = BUF_INIT;
+		uint64_t bits;
+		double d;
+
+		bits = next_rand(&x);
+		/* Every other one a short decimal, as people send them. */
+		if (i % 2)
+			d = (double)(int64_t)(bits % 2000001) / 1000.0 - 1000.0;
+		else
+			memcpy(&d, &bits, sizeof(d));
+		if (!isfinite(d))
+			continue;
+		buf_add_json_real(&b, d);
+		assert_real_text(d, b.data);
+		buf_release(&b);
+	}
+}
+
+static void test_jsonw__non_finite_reals_are_null(void **state)
+{
+	struct buf b = BUF_INIT;
+
+	(void)state;
+	buf_add_json_real(&b, INFINITY);
+	buf_addc(&b, ',');
+	buf_add_json_real(&b, -INFINITY);
+	buf_addc(&b, ',');
+	buf_add_json_real(&b, NAN);
+	assert_string_equal(b.data, "null,null,null");
+	buf_release(&b);
+}
+
+static void test_jsonw__reals_in_trees_are_short_and_the_rest_as_jansson(void **state)
+{
+	(void)state;
+	jsonw_is(json_pack("{sf s[f{sf}] si sb sn ss}", "price", 7.7, "list", 0.1, "x", 1e300,
+			   "n", (json_int_t)3, "ok", 1, "none", "s", "t"),
+		 "{\"price\":7.7,\"list\":[0.1,{\"x\":1e300}],\"n\":3,\"ok\":true,"
+		 "\"none\":null,\"s\":\"t\"}");
+	jsonw_is(json_object(), "{}");
+	jsonw_is(json_array(), "[]");
+	jsonw_is(json_pack("[[],{},[{}]]"), "[[],{},[{}]]");
+	jsonw_is(json_integer(0), "0");
+	jsonw_is(json_integer(INT64_MIN), "-9223372036854775808");
+	jsonw_is(json_integer(INT64_MAX), "9223372036854775807");
+	jsonw_is(json_false(), "false");
+}
+
+static void test_jsonw__strings_escape_as_jansson_and_invalid_utf8_becomes_fffd(void **state)
+{
+	json_t *o;
+
+	(void)state;
+	jsonw_is(json_stringn("a\"b\\c/d\b\f\n\r\t\x01\x1f\x7f\0e", 17),
+		 "\"a\\\"b\\\\c/d\\b\\f\\n\\r\\t\\u0001\\u001F\x7f\\u0000e\"");
+	jsonw_is(json_string("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"),
+		 "\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"");
+	/* Only *_nocheck makes these; jansson's own dump fails on them. */
+	jsonw_is(json_string_nocheck("a\xff" "b\xe2\x82"),
+		 "\"a\\ufffdb\\ufffd\\ufffd\"");
+	jsonw_is(json_string_nocheck("\xed\xa0\x80"), "\"\\ufffd\\ufffd\\ufffd\"");
+	o = json_object();
+	json_object_set_new_nocheck(o, "k\xc0", json_true());
+	json_object_setn_new(o, "n\0ul", 4, json_null());
+	jsonw_is(o, "{\"k\\ufffd\":true,\"n\\u0000ul\":null}");
+}
+
+/* A random piece of a string: mostly plain ASCII, often something to escape. */
+static void random_piece(uint64_t *x, struct buf *s)
+{
+	static const char *const pieces[] = {
+		"\"", "\\", "/", "\b", "\f", "\n", "\r", "\t", "\x01", "\x1f", "\x7f",
+		"\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80", "\xef\xbf\xbf",
+	};
+	uint64_t r = next_rand(x);
+
+	if (r % 3)
+		buf_addc(s, (char)(' ' + (r >> 8) % 95));
+	else if (r % 7 == 0)
+		buf_addc(s, (char)((r >> 8) % 32));
+	else
+		buf_adds(s, pieces[(r >> 8) % (sizeof(pieces) / sizeof(pieces[0]))]);
+}
+
+static json_t *random_json_string(uint64_t *x, struct buf *s)
+{
+	size_t n = next_rand(x) % 12;
+
+	buf_reset(s);
+	for (size_t i = 0; i < n; i++)
+		random_piece(x, s);
+	return json_stringn(s->data ? s->data : "", s->len);
+}
+
+/* A random tree without reals, at most depth levels deep. */
+static json_t *random_tree(uint64_t *x, int depth)
+{
+	struct buf s = BUF_INIT;
+	uint64_t r = next_rand(x);
+	json_t *v;
+
+	switch (depth > 0 ? r % 8 : r % 5) {
+	case 0:
+		v = random_json_string(x, &s);
+		break;
+	case 1:
+		switch (next_rand(x) % 4) {
+		case 0:
+			v = json_integer((json_int_t)next_rand(x));
+			break;
+		case 1:
+			v = json_integer(INT64_MIN + (json_int_t)(next_rand(x) % 3));
+			break;
+		default:
+			v = json_integer((json_int_t)(next_rand(x) % 2001) - 1000);
+			break;
+		}
+		break;
+	case 2:
+		v = json_true();
+		break;
+	case 3:
+		v = json_false();
+		break;
+	case 4:
+		v = json_null();
+		break;
+	case 5:
+	case 6:
+		v = json_object();
+		for (size_t n = next_rand(x) % 6; n; n--) {
+			json_t *key = random_json_string(x, &s);
+
+			/* A key seen before is replaced in place, as jansson does. */
+			json_object_setn_new(v, json_string_value(key), json_string_length(key),
+					     random_tree(x, depth - 1));
+			json_decref(key);
+		}
+		break;
+	default:
+		v = json_array();
+		for (size_t n = next_rand(x) % 6; n; n--)
+			json_array_append_new(v, random_tree(x, depth - 1));
+		break;
+	}
+	buf_release(&s);
+	assert_non_null(v);
+	return v;
+}
+
+static void test_jsonw__random_trees_without_reals_match_jansson_byte_for_byte(void **state)
+{
+	uint64_t x = 0x2545f4914f6cdd1dull;
+
+	(void)state;
+	for (int i = 0; i < 20000; i++) {
+		json_t *v = random_tree(&x, 1 + i % 5);
+		char *want = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+		struct buf b = BUF_INIT;
+
+		assert_non_null(want);
+		buf_add_json(&b, v);
+		assert_string_equal(b.data, want);
+		assert_int_equal(b.len, strlen(want));
+		free(want);
+		buf_release(&b);
+		json_decref(v);
+	}
+}
+
+static void test_jsonw__appends_after_content(void **state)
+{
+	struct buf b = BUF_INIT;
+
+	(void)state;
+	buf_adds(&b, "x=");
+	buf_add_json_jstring(&b, "a\"b", 3);
+	buf_addc(&b, ' ');
+	buf_add_json_jstring(&b, "abcdef", 2);	/* n, not the NUL, ends it */
+	assert_string_equal(b.data, "x=\"a\\\"b\" \"ab\"");
+	buf_release(&b);
+}
+
 /* ---- keyset ---- */
 
 /* Key number i: the SHA-256 of i, cut to 16 bytes (uniform, as keyed hashes are). */
@@ -711,6 +1042,13 @@ int main(void)
 		cmocka_unit_test(test_digest__sha256_reads_only_len_bytes),
 		cmocka_unit_test(test_digest__hex_encode_is_lower_case_and_terminated),
 		cmocka_unit_test(test_digest__hex_encode_every_byte_value),
+		cmocka_unit_test(test_jsonw__reals_print_shortest_and_read_back_exactly),
+		cmocka_unit_test(test_jsonw__random_reals_read_back_exactly_in_fewest_digits),
+		cmocka_unit_test(test_jsonw__non_finite_reals_are_null),
+		cmocka_unit_test(test_jsonw__reals_in_trees_are_short_and_the_rest_as_jansson),
+		cmocka_unit_test(test_jsonw__strings_escape_as_jansson_and_invalid_utf8_becomes_fffd),
+		cmocka_unit_test(test_jsonw__random_trees_without_reals_match_jansson_byte_for_byte),
+		cmocka_unit_test(test_jsonw__appends_after_content),
 		cmocka_unit_test(test_keyset__empty_set_has_nothing),
 		cmocka_unit_test(test_keyset__add_is_true_once_then_false),
 		cmocka_unit_test(test_keyset__many_keys_all_found_and_no_others),

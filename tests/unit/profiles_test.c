@@ -95,6 +95,33 @@ static void assert_no_record(const struct profile_store *ps, uint64_t pid)
 	struct profile_view v;
 
 	assert_int_equal(profile_store_view(ps, pid, &v), WEFT_ENOTFOUND);
+	assert_int_equal(profile_store_view_traits(ps, pid, &v), WEFT_ENOTFOUND);
+	assert_int_equal(v.ntraits, 0);
+	profile_view_release(&v);
+}
+
+/* The traits-only view of pid: full's header and traits, no counters or accounts. */
+static void assert_traits_view_matches(const struct profile_store *ps, uint64_t pid,
+				       const struct profile_view *full)
+{
+	struct profile_view v;
+
+	assert_int_equal(profile_store_view_traits(ps, pid, &v), 0);
+	assert_int_equal(v.profile_id, full->profile_id);
+	assert_int_equal(v.first_seen_us, full->first_seen_us);
+	assert_int_equal(v.last_seen_us, full->last_seen_us);
+	assert_int_equal(v.events, full->events);
+	assert_int_equal(v.ntraits, full->ntraits);
+	for (size_t i = 0; i < v.ntraits; i++) {
+		assert_string_equal(v.traits[i].name, full->traits[i].name);
+		assert_int_equal(v.traits[i].json_len, full->traits[i].json_len);
+		assert_memory_equal(v.traits[i].json, full->traits[i].json, v.traits[i].json_len);
+		assert_int_equal(v.traits[i].json[v.traits[i].json_len], '\0');
+		assert_int_equal(v.traits[i].ts_us, full->traits[i].ts_us);
+	}
+	assert_int_equal(v.ncounters, 0);
+	assert_int_equal(v.naccounts, 0);
+	profile_view_release(&v);
 }
 
 static const struct profile_trait *trait(const struct profile_trait *t, size_t n,
@@ -355,6 +382,58 @@ static void test_profiles__identify_traits_keep_values_as_compact_json_sorted_by
 }
 
 /* ---- counters ---- */
+
+static void test_profiles__real_traits_keep_the_shortest_form_that_reads_back(void **state)
+{
+	struct profile_store *ps = profile_store_new();
+	struct profile_view v;
+
+	(void)state;
+	/* jansson's dump would keep 7.7 as 7.7000000000000002. */
+	assert_int_equal(IDENTIFY(ps, 1, 1, 100, "{\"price\": 7.7, \"whole\": 1.0, "
+				  "\"list\": [0.1, 1e300, 5e-324, {\"z\": -0.0}], "
+				  "\"sum\": 0.30000000000000004, \"big\": 123456789012345680.0}"), 0);
+	assert_int_equal(group(ps, 1, 2, 200, 0, "{\"mrr\": 19.99}"), 0);
+	view(ps, 1, &v);
+	ASSERT_TRAIT(&v, "price", "7.7", 100);
+	ASSERT_TRAIT(&v, "whole", "1.0", 100);
+	ASSERT_TRAIT(&v, "list", "[0.1,1e300,5e-324,{\"z\":-0.0}]", 100);
+	ASSERT_TRAIT(&v, "sum", "0.30000000000000004", 100);
+	ASSERT_TRAIT(&v, "big", "1.2345678901234568e17", 100);
+	assert_int_equal(v.naccounts, 1);
+	assert_trait_in(v.accounts[0].traits, v.accounts[0].ntraits, "mrr", "19.99", 200);
+	assert_traits_view_matches(ps, 1, &v);
+	profile_view_release(&v);
+	profile_store_free(ps);
+}
+
+static void test_profiles__traits_view_has_the_traits_without_counters_or_accounts(void **state)
+{
+	struct profile_store *ps = profile_store_new();
+	struct profile_view v;
+
+	(void)state;
+	assert_int_equal(IDENTIFY(ps, 1, 1, 100, "{\"name\": \"Ann\", \"plan\": \"free\", "
+				  "\"zip\": \"1\", \"age\": 30}"), 0);
+	assert_int_equal(TRACK(ps, 1, 2, 150, "Clicked"), 0);
+	assert_int_equal(group(ps, 1, 3, 200, 0, "{\"plan\": \"team\"}"), 0);
+	assert_int_equal(IDENTIFY(ps, 2, 4, 300, "{\"age\": 31, \"b\": true}"), 0);
+	assert_int_equal(IDENTIFY(ps, 1, 5, 400, "{\"plan\": null}"), 0);
+	profile_store_merge(ps, 1, 2);
+
+	view(ps, 1, &v);
+	assert_true(v.ncounters > 0);
+	assert_int_equal(v.naccounts, 1);
+	assert_int_equal(v.ntraits, 4);		/* age, b, name, zip: plan was removed */
+	assert_traits_view_matches(ps, 1, &v);
+	profile_view_release(&v);
+
+	/* Nothing for the absorbed profile, profile 0 or one never seen. */
+	assert_no_record(ps, 2);
+	assert_no_record(ps, 0);
+	assert_no_record(ps, 99);
+	profile_store_free(ps);
+}
 
 static void test_profiles__counters_count_calls_by_name_with_first_and_last_seen(void **state)
 {
@@ -1532,6 +1611,7 @@ static void m_check(const struct model *m, const struct profile_store *ps)
 		profiles++;
 		view(ps, id, &v);
 		assert_sorted(&v);
+		assert_traits_view_matches(ps, id, &v);
 		assert_int_equal(v.first_seen_us, p->first);
 		assert_int_equal(v.last_seen_us, p->last);
 		assert_int_equal(v.events, p->events);
@@ -1743,6 +1823,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_profiles__identify_traits_keep_values_as_compact_json_sorted_by_name),
+		cmocka_unit_test(test_profiles__real_traits_keep_the_shortest_form_that_reads_back),
+		cmocka_unit_test(test_profiles__traits_view_has_the_traits_without_counters_or_accounts),
 		cmocka_unit_test(test_profiles__counters_count_calls_by_name_with_first_and_last_seen),
 		cmocka_unit_test(test_profiles__group_calls_link_accounts_that_share_their_traits),
 		cmocka_unit_test(test_profiles__merge_keeps_the_newest_of_each_trait_and_sums_the_rest),
