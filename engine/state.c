@@ -31,9 +31,13 @@ struct engine_save {
 	size_t nws;
 	int64_t *clear;
 	size_t nclear;
+	size_t bytes;			/* of the changed pages */
+	void **headers;			/* copies of the section headers */
+	size_t nheaders;
 	int64_t seq;
 	bool clear_all;
 	int rc;
+	double capture_seconds;		/* on the engine thread */
 	double seconds;			/* capture and write */
 };
 
@@ -49,12 +53,11 @@ static void add_page(struct engine_save *s, int64_t ws, int32_t section, int32_t
 		s->pages_cap = s->pages_cap ? 2 * s->pages_cap : 256;
 		s->pages = xrealloc(s->pages, xmul(s->pages_cap, sizeof(*s->pages)));
 	}
-	/* data points at an offset until the buffer stops moving. */
+	/* data points at the live bytes until the copy (engine_state_capture). */
 	s->pages[s->npages++] = (struct store_page){
-		.workspace_id = ws, .section = section, .page = page,
-		.data = (const void *)(uintptr_t)s->data.len, .len = len,
+		.workspace_id = ws, .section = section, .page = page, .data = p, .len = len,
 	};
-	buf_add(&s->data, p, len);
+	s->bytes += len;
 }
 
 static void add_size(struct engine_save *s, int64_t ws, int32_t section, int32_t pages)
@@ -101,6 +104,9 @@ void engine_save_free(struct engine_save *s)
 	free(s->next);
 	free(s->ws_ids);
 	free(s->clear);
+	for (size_t i = 0; i < s->nheaders; i++)
+		free(s->headers[i]);
+	free(s->headers);
 	free(s);
 }
 
@@ -121,7 +127,6 @@ struct engine_save *engine_state_capture(struct engine *e, int *rc)
 	struct engine_save *s = xcalloc(1, sizeof(*s));
 	double t0 = engine_now();
 
-	s->data = (struct buf)BUF_INIT;
 	s->nws = e->nws;
 	s->next = xcalloc(e->nws * ENGINE_SECTIONS + 1, sizeof(*s->next));
 	s->ws_ids = xcalloc(e->nws + 1, sizeof(*s->ws_ids));
@@ -138,13 +143,34 @@ struct engine_save *engine_state_capture(struct engine *e, int *rc)
 
 		s->ws_ids[i] = w->id;
 		ws_sections(e, w, secs);
+		/* The headers live in scratch buffers the next workspace reuses: keep copies. */
+		for (int k = 0; k < ENGINE_SECTIONS; k += IDENTITY_SECTIONS) {
+			void *copy = xmalloc(secs[k].bytes ? secs[k].bytes : 1);
+
+			memcpy(copy, secs[k].data, secs[k].bytes);
+			secs[k].data = copy;
+			s->headers = xrealloc(s->headers, xmul(s->nheaders + 1, sizeof(*s->headers)));
+			s->headers[s->nheaders++] = copy;
+		}
 		for (int k = 0; k < ENGINE_SECTIONS; k++)
 			diff_section(s, w->id, k, &secs[k], e->clear_all ? &none : &w->saved[k],
 				     &s->next[i * ENGINE_SECTIONS + k]);
 	}
-	for (size_t i = 0; i < s->npages; i++)
-		s->pages[i].data = s->data.data + (uintptr_t)s->pages[i].data;
-	s->seconds = engine_now() - t0;
+	/*
+	 * Copy the changed pages in one pass into a buffer allocated once at
+	 * their size: growing it page by page copied it again at each doubling
+	 * while the engine waited. It is freed once written (kept, it would
+	 * add the size of a save to the process for good).
+	 */
+	s->data = (struct buf)BUF_INIT;
+	buf_grow(&s->data, s->bytes);
+	for (size_t i = 0; i < s->npages; i++) {
+		const void *from = s->pages[i].data;
+
+		s->pages[i].data = s->data.data + s->data.len;
+		buf_add(&s->data, from, s->pages[i].len);
+	}
+	s->capture_seconds = s->seconds = engine_now() - t0;
 	*rc = 0;
 	return s;
 }
@@ -184,8 +210,8 @@ void engine_state_commit(struct engine *e, struct engine_save *s)
 			s->next[i * ENGINE_SECTIONS + k].hash = NULL;
 		}
 	}
-	log_info("engine_checkpoint", "seq=%lld pages=%zu bytes=%zu seconds=%.3f",
-		 (long long)s->seq, s->npages, s->data.len, s->seconds);
+	log_info("engine_checkpoint", "seq=%lld pages=%zu bytes=%zu capture_s=%.3f seconds=%.3f",
+		 (long long)s->seq, s->npages, s->data.len, s->capture_seconds, s->seconds);
 	e->cp_seq = s->seq;
 	if (s->clear_all)
 		e->clear_all = false;
