@@ -69,10 +69,14 @@ static void add_size(struct engine_save *s, int64_t ws, int32_t section, int32_t
 	s->sizes[s->nsizes++] = (struct store_section_size){ ws, section, pages };
 }
 
-/* Collects a section's changed pages; *next gets its new hashes. */
+/*
+ * Collects a section's changed pages; *next gets its new hashes. With a
+ * dirty bitmap (a bit per page), a page not marked is known unchanged and
+ * keeps its old hash without being read.
+ */
 static void diff_section(struct engine_save *s, int64_t ws, int32_t section,
 			 const struct identity_section *sec, const struct page_hashes *old,
-			 struct page_hashes *next)
+			 struct page_hashes *next, const uint64_t *dirty, size_t ndirty)
 {
 	size_t npages = (sec->bytes + STORE_PAGE_BYTES - 1) / STORE_PAGE_BYTES;
 
@@ -84,6 +88,10 @@ static void diff_section(struct engine_save *s, int64_t ws, int32_t section,
 
 		if (len > STORE_PAGE_BYTES)
 			len = STORE_PAGE_BYTES;
+		if (dirty && p + 1 < old->n && (p >= ndirty || !(dirty[p / 64] >> (p % 64) & 1))) {
+			next->hash[p] = old->hash[p];	/* untouched since the last save */
+			continue;
+		}
 		next->hash[p] = page_hash(at, len);
 		if (p >= old->n || old->hash[p] != next->hash[p])
 			add_page(s, ws, section, (int32_t)p, at, len);
@@ -152,9 +160,17 @@ struct engine_save *engine_state_capture(struct engine *e, int *rc)
 			s->headers = xrealloc(s->headers, xmul(s->nheaders + 1, sizeof(*s->headers)));
 			s->headers[s->nheaders++] = copy;
 		}
-		for (int k = 0; k < ENGINE_SECTIONS; k++)
+		for (int k = 0; k < ENGINE_SECTIONS; k++) {
+			const uint64_t *dirty = NULL;
+			size_t ndirty = 0;
+
+			/* After a failed save the bitmaps no longer cover what is unsaved. */
+			if (k >= IDENTITY_SECTIONS && !e->full_diff)
+				dirty = profile_store_dirty(w->ps, k - IDENTITY_SECTIONS, &ndirty);
 			diff_section(s, w->id, k, &secs[k], e->clear_all ? &none : &w->saved[k],
-				     &s->next[i * ENGINE_SECTIONS + k]);
+				     &s->next[i * ENGINE_SECTIONS + k], dirty, ndirty);
+		}
+		profile_store_clean(w->ps);
 	}
 	/*
 	 * Copy the changed pages in one pass into a buffer allocated once at
@@ -197,8 +213,11 @@ double engine_save_seconds(const struct engine_save *s)
 
 void engine_state_commit(struct engine *e, struct engine_save *s)
 {
-	if (s->rc)
+	if (s->rc) {
+		e->full_diff = true;	/* the next save compares every page */
 		return;
+	}
+	e->full_diff = false;
 	for (size_t i = 0; i < s->nws; i++) {
 		struct engine_ws *w = engine_ws_find(e, s->ws_ids[i], false);
 

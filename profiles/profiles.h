@@ -170,6 +170,18 @@ struct profile_section {
 
 void profile_store_sections(const struct profile_store *ps, struct buf *hdr,
 			    struct profile_section out[PROFILE_SECTIONS]);
+
+/*
+ * Which pages (of PROFILE_PAGE_BYTES) of section changed since the last
+ * profile_store_clean(): a bit per page, *npages of them (pages past that
+ * are unchanged, except past the section's length at that clean). NULL
+ * for a section not tracked, whose pages must all be compared. The heap
+ * and the identifiers' first/last seen are tracked: the sections that are
+ * big and change at random.
+ */
+#define PROFILE_PAGE_BYTES 65536
+const uint64_t *profile_store_dirty(const struct profile_store *ps, int section, size_t *npages);
+void profile_store_clean(struct profile_store *ps);
 int profile_store_restore(const struct profile_section in[PROFILE_SECTIONS],
 			  struct profile_store **out);
 

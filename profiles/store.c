@@ -58,7 +58,14 @@ struct header {
 	uint64_t ntraits, nprofiles;
 };
 
+/* Which pages of a section changed since profile_store_clean(): a bit per page. */
+struct dirty {
+	uint64_t *bits;
+	size_t words;
+};
+
 struct profile_store {
+	struct dirty heap_dirty, seen_dirty;
 	struct prof *profs;
 	size_t nprofs, profs_cap;
 	uint8_t *heap;
@@ -102,6 +109,38 @@ static void *grow(void *p, size_t *cap, size_t need, size_t elem)
 	return p;
 }
 
+static void mark_dirty(struct dirty *d, size_t off, size_t len)
+{
+	size_t first = off / PROFILE_PAGE_BYTES, last = (off + (len ? len : 1) - 1) / PROFILE_PAGE_BYTES;
+
+	if (last / 64 >= d->words) {
+		size_t words = last / 64 + 1 + d->words / 2;
+
+		d->bits = xrealloc(d->bits, xmul(words, sizeof(*d->bits)));
+		memset(d->bits + d->words, 0, (words - d->words) * sizeof(*d->bits));
+		d->words = words;
+	}
+	for (size_t p = first; p <= last; p++)
+		d->bits[p / 64] |= 1ull << (p % 64);
+}
+
+const uint64_t *profile_store_dirty(const struct profile_store *ps, int section, size_t *npages)
+{
+	const struct dirty *d = section == 2 ? &ps->heap_dirty : section == 5 ? &ps->seen_dirty :
+				NULL;
+
+	*npages = d ? d->words * 64 : 0;
+	return d ? d->bits : NULL;
+}
+
+void profile_store_clean(struct profile_store *ps)
+{
+	if (ps->heap_dirty.bits)
+		memset(ps->heap_dirty.bits, 0, ps->heap_dirty.words * sizeof(uint64_t));
+	if (ps->seen_dirty.bits)
+		memset(ps->seen_dirty.bits, 0, ps->seen_dirty.words * sizeof(uint64_t));
+}
+
 struct profile_store *profile_store_new(void)
 {
 	struct profile_store *ps = xcalloc(1, sizeof(*ps));
@@ -119,6 +158,8 @@ void profile_store_free(struct profile_store *ps)
 {
 	if (!ps)
 		return;
+	free(ps->heap_dirty.bits);
+	free(ps->seen_dirty.bits);
 	free(ps->profs);
 	free(ps->heap);
 	free(ps->ev_seq);
@@ -220,6 +261,7 @@ static uint32_t slot_alloc(struct profile_store *ps, unsigned k)
 	if (at) {
 		ps->free_head[k - SLOT_MIN_SHIFT] = heap_get64(ps, at - 1);
 		memset(ps->heap + at - 1, 0, size);
+		mark_dirty(&ps->heap_dirty, at - 1, size);
 		return (uint32_t)at;
 	}
 	if (ps->heap_len + size > UINT32_MAX - 1)
@@ -236,6 +278,7 @@ static void slot_free(struct profile_store *ps, uint32_t at, unsigned k)
 
 	memset(ps->heap + at - 1, 0, (size_t)1 << k);
 	memcpy(ps->heap + at - 1, &next, sizeof(next));
+	mark_dirty(&ps->heap_dirty, at - 1, (size_t)1 << k);
 	ps->free_head[k - SLOT_MIN_SHIFT] = at;
 }
 
@@ -417,6 +460,7 @@ static int rec_store(struct profile_store *ps, const struct rec *r, uint32_t *at
 			slot_free(ps, old, old_shift);
 	}
 	memcpy(ps->heap + *at - 1, b.data, b.len);
+	mark_dirty(&ps->heap_dirty, *at - 1, b.len);
 	buf_release(&b);
 	return 0;
 }
@@ -758,6 +802,7 @@ void profile_store_saw_identifier(struct profile_store *ps, uint32_t node, int64
 		ps->nseen = cap;
 	}
 	s = &ps->seen[node];
+	mark_dirty(&ps->seen_dirty, (size_t)node * sizeof(*s), sizeof(*s));
 	if (!s->first_seq) {
 		s->first_seq = seq;
 		s->first_us = ts_us;
@@ -768,8 +813,11 @@ void profile_store_saw_identifier(struct profile_store *ps, uint32_t node, int64
 
 void profile_store_forget_identifier(struct profile_store *ps, uint32_t node)
 {
-	if (node < ps->nseen)
+	if (node < ps->nseen) {
 		memset(&ps->seen[node], 0, sizeof(ps->seen[node]));
+		mark_dirty(&ps->seen_dirty, (size_t)node * sizeof(ps->seen[node]),
+			   sizeof(ps->seen[node]));
+	}
 }
 
 static int i64_cmp(const void *a, const void *b)

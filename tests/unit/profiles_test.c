@@ -1819,6 +1819,86 @@ static void test_profiles__random_traffic_matches_a_simple_model(void **state)
 	free(m);
 }
 
+/*
+ * Every page of the heap and of the identifiers' first/last seen whose
+ * bytes changed since profile_store_clean() is marked dirty: the engine
+ * saves only marked pages of those sections, so a missed mark would be a
+ * change never saved. Checked against copies over random traffic.
+ */
+static void assert_changes_marked(const struct profile_store *ps, const struct snap_copy *before)
+{
+	struct profile_section now[PROFILE_SECTIONS];
+	struct buf hdr = BUF_INIT;
+	const int tracked[2] = { 2, 5 };
+
+	profile_store_sections(ps, &hdr, now);
+	for (int t = 0; t < 2; t++) {
+		int k = tracked[t];
+		size_t ndirty, old_full = before->in[k].bytes / PROFILE_PAGE_BYTES;
+		const uint64_t *dirty = profile_store_dirty(ps, k, &ndirty);
+
+		assert_non_null(dirty);
+		/* Pages that were whole at the clean: a changed one must be marked. */
+		for (size_t p = 0; p < old_full; p++) {
+			const char *a = (const char *)before->in[k].data + p * PROFILE_PAGE_BYTES;
+			const char *b = (const char *)now[k].data + p * PROFILE_PAGE_BYTES;
+
+			if (memcmp(a, b, PROFILE_PAGE_BYTES) == 0)
+				continue;
+			assert_true(p < ndirty);
+			assert_true(dirty[p / 64] >> (p % 64) & 1);
+		}
+	}
+	buf_release(&hdr);
+}
+
+static void test_profiles__every_changed_page_is_marked_dirty(void **state)
+{
+	struct model *m = calloc(1, sizeof(*m));
+	struct profile_store *ps = profile_store_new();
+	uint64_t r = 0x2545f4914f6cdd1dull;
+	int64_t seq = 1;
+	struct snap_copy c;
+
+	(void)state;
+	assert_non_null(m);
+	/* Profiles the model does not touch, so the heap spans many pages; some change in place. */
+	for (uint64_t pid = 100000; pid < 104000; pid++)
+		IDENTIFY(ps, pid, seq++, 1000, "{\"plan\":\"free\",\"n\":1,\"city\":\"Oslo\"}");
+	profile_store_clean(ps);
+	snap_take(ps, &c);
+	for (int step = 1; step <= M_STEPS; step++) {
+		uint64_t op = rng_next(&r) % 100, s = m_pick(m, &r), a;
+
+		if (op < 4) {
+			a = m_pick(m, &r);
+			if (a != s)
+				m_merge(m, ps, s, a);
+		} else if (op < 5) {
+			m_forget(m, ps, s);
+		} else {
+			m_apply(m, ps, &r, s, seq++);
+		}
+		if (step % 37 == 0)
+			profile_store_saw_identifier(ps, (uint32_t)(rng_next(&r) % 50000), seq, seq * 1000);
+		/* Same-size rewrites stay in their slot: only the rewrite itself marks the page. */
+		if (step % 3 == 0)
+			IDENTIFY(ps, 100000 + rng_next(&r) % 4000, seq++, 2000 + step,
+				 step % 2 ? "{\"plan\":\"paid\"}" : "{\"plan\":\"free\"}");
+		if (step % 211 == 0)
+			profile_store_forget_identifier(ps, (uint32_t)(rng_next(&r) % 50000));
+		if (step % M_BATCH == 0) {
+			assert_changes_marked(ps, &c);
+			snap_release(&c);
+			profile_store_clean(ps);
+			snap_take(ps, &c);
+		}
+	}
+	snap_release(&c);
+	profile_store_free(ps);
+	free(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1839,6 +1919,7 @@ int main(void)
 		cmocka_unit_test(test_profiles__snapshot_restores_the_same_store_which_evolves_the_same),
 		cmocka_unit_test(test_profiles__snapshot_of_an_empty_store_and_corrupt_snapshots),
 		cmocka_unit_test(test_profiles__random_traffic_matches_a_simple_model),
+		cmocka_unit_test(test_profiles__every_changed_page_is_marked_dirty),
 	};
 
 	return cmocka_run_group_tests_name("profiles", tests, NULL, NULL);
