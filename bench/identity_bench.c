@@ -7,7 +7,8 @@
  *
  *   identity_bench [--url URL] [--people 2000000] [--events 10000000]
  *                  [--slice 1000000] [--slice-runs 5] [--seed 1]
- *                  [--sql-nodes text|bigint] [--keep]
+ *                  [--sql-nodes text|bigint] [--sql-modes both|package|tuned]
+ *                  [--keep]
  *
  * What it measures, in this order:
  *
@@ -24,29 +25,47 @@
  *     like (1), the median of several runs; then, untimed, Weft with rules
  *     that limit nothing (limit 0 for every type, caps at their maximum)
  *     and a plain union-find, which must find the same components.
- *  4. The SQL baseline on the slice. Each event's identifiers become edges
- *     as id-stitching packages build them: every identifier linked to the
- *     event's first one (an event with one identifier gives a self-edge, so
- *     the node exists). Left out, as a package's filters and exclusion
- *     list would: values ingest flags as blocked ("undefined"), the
- *     placeholder email, group ids (accounts, not people), and the user-id
- *     form of an alias's previousId (a package sees one previous_id column,
- *     the anonymous id). Nodes are text, the 32 hex digits of the key, as
- *     packages keep the raw identifier values (--sql-nodes bigint numbers
- *     them instead, which is faster in SQL). The edges are COPYed into an
- *     UNLOGGED table (no WAL: the fastest tables PostgreSQL has); the clock
- *     then starts and runs until convergence, with the server's settings
- *     (bar one for bigint nodes, see sql_baseline()):
- *       distinct edges (CREATE TABLE AS SELECT DISTINCT), both directions
- *       of each (the adjacency), one label per node (itself), ANALYZE of
- *       each table so that plans do not depend on autovacuum's timing,
- *       then rounds of
- *         UPDATE labels SET label = min over the node's neighbours' labels
- *         WHERE that is smaller
- *       until a round changes nothing.
- *     Untimed afterwards, Weft's components (the unlimited run of (3)) are
- *     COPYed in and compared with the labels in SQL: the same nodes, and as
- *     many labels as profiles as (label, profile) pairs.
+ *  4. The SQL baseline on the slice, in two modes, one after the other on
+ *     one connection. Each event's identifiers become edges as id-stitching
+ *     packages build them: every identifier linked to the event's first
+ *     one (an event with one identifier gives a self-edge, so the node
+ *     exists). Left out, as a package's filters and exclusion list would:
+ *     values ingest flags as blocked ("undefined"), the placeholder email,
+ *     group ids (accounts, not people), and the user-id form of an alias's
+ *     previousId (a package sees one previous_id column, the anonymous id).
+ *     Nodes are text, the 32 hex digits of the key, as packages keep the
+ *     raw identifier values (--sql-nodes bigint numbers them instead,
+ *     which is faster in SQL). In each mode the edges are COPYed into a
+ *     table of their own, a CHECKPOINT writes the COPY's pages out, and
+ *     the clock then runs until convergence, with the server's settings
+ *     (bar one for bigint nodes, see sql_connect()):
+ *
+ *     a. The package style, the headline baseline: as dbt id-stitching
+ *        packages and RudderStack Profiles' id stitcher run it, every step
+ *        a model, materialised as a new regular (logged) table by CREATE
+ *        TABLE ... AS SELECT, with no index and no ANALYZE (dbt makes
+ *        neither):
+ *          distinct edges, one label per node (itself), then rounds of
+ *            a new label table: each node's smallest label over itself
+ *            and its neighbours in the previous round's table (each edge
+ *            used in both directions),
+ *            the count of nodes whose label changed (the two tables
+ *            joined), and the previous table dropped,
+ *          until a round changes nothing (sql_package()).
+ *     b. The tuned way, for information: UNLOGGED tables (no WAL, the
+ *        fastest tables PostgreSQL has), ANALYZE of each table so that
+ *        plans do not depend on autovacuum's timing:
+ *          distinct edges, both directions of each (the adjacency), one
+ *          label per node (itself), then rounds of
+ *            UPDATE labels SET label = min over the node's neighbours'
+ *            labels WHERE that is smaller
+ *          until a round changes nothing (sql_tuned()).
+ *
+ *     Untimed, Weft's components (the unlimited run of (3)) are COPYed in
+ *     once and compared with each mode's labels in SQL: the same nodes,
+ *     and as many labels as profiles as (label, profile) pairs. Each
+ *     mode's tables are then dropped and a CHECKPOINT taken, so that the
+ *     next starts from the same state.
  *
  * Any disagreement (digests, components) fails the run (exit 1). Nothing
  * asserts a time: the machines are shared and noisy.
@@ -80,7 +99,8 @@ static struct {
 	uint64_t people, events, slice, seed;
 	int slice_runs;
 	bool bigint_nodes, keep;
-} opt = { NULL, 2000000, 10000000, 1000000, 1, 5, false, false };
+	bool sql_modes[2];	/* indexed by enum sql_mode */
+} opt = { NULL, 2000000, 10000000, 1000000, 1, 5, false, false, { true, true } };
 
 /* The stream, held in memory: events and, flat, their identifiers. */
 static struct identity_event_ids *evs;
@@ -352,6 +372,22 @@ static void sql_ok(PGconn *c, const char *sql)
 	PQclear(r);
 }
 
+/*
+ * CHECKPOINT, which needs a superuser or pg_checkpoint: without either (a
+ * server given with --url), the run goes on without it, and says so once.
+ */
+static void sql_checkpoint(PGconn *c)
+{
+	static bool warned;
+	PGresult *r = PQexec(c, "CHECKPOINT");
+
+	if (PQresultStatus(r) != PGRES_COMMAND_OK && !warned) {
+		printf("          (no CHECKPOINT between steps: %s)\n", PQerrorMessage(c));
+		warned = true;
+	}
+	PQclear(r);
+}
+
 /* Runs a command and returns how many rows it changed. */
 static uint64_t sql_count(PGconn *c, const char *sql)
 {
@@ -412,6 +448,11 @@ static void copy_end(PGconn *c)
 		PQclear(r);
 }
 
+/* The two ways the SQL side runs (both, by default, on the same slice). */
+enum sql_mode { SQL_PACKAGE, SQL_TUNED, SQL_MODES };
+
+static const char *const sql_mode_name[SQL_MODES] = { "package", "tuned" };
+
 struct sql_result {
 	double copy_s, prep_s, rounds_s, seconds;	/* seconds is prep_s + rounds_s */
 	double cpu_s;		/* the backend's CPU time over the same span */
@@ -419,33 +460,6 @@ struct sql_result {
 	uint64_t distinct_edges, nodes, components;
 	bool agree;
 };
-
-/*
- * Min-label propagation. id_adj holds both directions of every distinct
- * edge; every node starts as its own label, and each round gives a node
- * the smallest label among its neighbours when that is smaller than its
- * own, until a round changes nothing (the number of rounds follows the
- * longest shortest path from a component's smallest node).
- */
-static const char *const sql_prep[] = {
-	"ANALYZE id_edges_raw",
-	"CREATE UNLOGGED TABLE id_edges AS SELECT DISTINCT a, b FROM id_edges_raw",
-	"ANALYZE id_edges",
-	"CREATE UNLOGGED TABLE id_adj AS"
-	" SELECT a AS node, b AS nbr FROM id_edges WHERE a <> b"
-	" UNION ALL SELECT b, a FROM id_edges WHERE a <> b",
-	"CREATE UNLOGGED TABLE id_labels AS"
-	" SELECT node, node AS label FROM (SELECT a FROM id_edges UNION SELECT b FROM id_edges)"
-	" AS n (node)",
-	"ANALYZE id_adj",
-	"ANALYZE id_labels",
-};
-
-static const char sql_round[] =
-	"UPDATE id_labels l SET label = m.label"
-	" FROM (SELECT a.node, min(n.label) AS label"
-	" FROM id_adj a JOIN id_labels n ON n.node = a.nbr GROUP BY a.node) AS m"
-	" WHERE l.node = m.node AND m.label < l.label";
 
 /*
  * CPU time (user and system) the backend pid has used, in seconds, from
@@ -474,16 +488,255 @@ static double backend_cpu_seconds(int pid)
 	return ok ? (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK) : -1;
 }
 
-static void sql_baseline(struct slice *s, struct sql_result *res)
+/* Runs one timed step and prints its time, first under a heading. */
+static void sql_step(PGconn *c, const char *heading, const char *sql)
+{
+	double t = span_now();
+
+	sql_ok(c, sql);
+	printf("          %-9s %6.2f s  %.60s...\n", heading, span_now() - t, sql);
+}
+
+/* Runs a query that returns one number. */
+static uint64_t sql_number(PGconn *c, const char *sql)
+{
+	PGresult *r = PQexec(c, sql);
+	uint64_t n;
+
+	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1 || PQnfields(r) != 1)
+		die("SQL failed: %s\n  in: %s", PQerrorMessage(c), sql);
+	n = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+	PQclear(r);
+	return n;
+}
+
+/*
+ * The edges, with repeats, COPYed into table (created here as kind:
+ * "UNLOGGED TABLE" or "TABLE"); untimed by the caller's clock, which
+ * starts once it returns.
+ */
+static void sql_copy_edges(PGconn *c, const struct slice *s, const char *kind,
+			   const char *table, struct buf *b)
+{
+	const char *type = opt.bigint_nodes ? "bigint" : "text";
+	char sql[256];
+
+	snprintf(sql, sizeof(sql), "CREATE %s %s (a %s NOT NULL, b %s NOT NULL)", kind, table,
+		 type, type);
+	sql_ok(c, sql);
+	snprintf(sql, sizeof(sql), "COPY %s (a, b) FROM STDIN", table);
+	copy_begin(c, sql);
+	for (size_t i = 0; i < s->edges; i++) {
+		add_node(b, s, s->edge[i][0]);
+		buf_addc(b, '\t');
+		add_node(b, s, s->edge[i][1]);
+		buf_addc(b, '\n');
+		if (b->len >= COPY_CHUNK)
+			copy_flush(c, b);
+	}
+	copy_flush(c, b);
+	copy_end(c);
+}
+
+/* Weft's components (the unlimited run), beside the labels; untimed. */
+static void sql_copy_weft(PGconn *c, const struct slice *s, struct buf *b)
+{
+	char sql[256];
+
+	snprintf(sql, sizeof(sql),
+		 "CREATE UNLOGGED TABLE id_weft (node %s NOT NULL, profile bigint NOT NULL)",
+		 opt.bigint_nodes ? "bigint" : "text");
+	sql_ok(c, sql);
+	copy_begin(c, "COPY id_weft (node, profile) FROM STDIN");
+	for (size_t x = 1; x <= s->u.n; x++) {
+		add_node(b, s, (uint32_t)x);
+		buf_printf(b, "\t%llu\n", (unsigned long long)s->profile[x]);
+		if (b->len >= COPY_CHUNK)
+			copy_flush(c, b);
+	}
+	copy_flush(c, b);
+	copy_end(c);
+	sql_ok(c, "ANALYZE id_weft");
+}
+
+/*
+ * Whether the labels (table labels: node, label) partition the nodes as
+ * Weft's profiles do: the same nodes, and as many labels as profiles as
+ * (label, profile) pairs. Untimed.
+ */
+static void sql_compare(PGconn *c, const struct slice *s, const char *edges,
+			const char *labels, struct sql_result *res)
+{
+	char sql[1024];
+	uint64_t v[7];
+	PGresult *r;
+
+	snprintf(sql, sizeof(sql),
+		 "SELECT (SELECT count(*) FROM %s),"
+		 " (SELECT count(*) FROM %s),"
+		 " (SELECT count(*) FROM id_weft),"
+		 " (SELECT count(*) FROM %s JOIN id_weft USING (node)),"
+		 " (SELECT count(DISTINCT label) FROM %s),"
+		 " (SELECT count(DISTINCT profile) FROM id_weft),"
+		 " (SELECT count(*) FROM (SELECT DISTINCT label, profile"
+		 "  FROM %s JOIN id_weft USING (node)) AS p)",
+		 edges, labels, labels, labels, labels);
+	r = PQexec(c, sql);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
+		die("comparing components: %s", PQerrorMessage(c));
+	for (int i = 0; i < 7; i++)
+		v[i] = strtoull(PQgetvalue(r, 0, i), NULL, 10);
+	PQclear(r);
+	res->distinct_edges = v[0];
+	res->nodes = v[1];
+	res->components = v[4];
+	res->agree = v[1] == s->u.n && v[2] == v[1] && v[3] == v[1] && v[5] == v[4] &&
+		     v[6] == v[4];
+	if (!res->agree)
+		printf("          SQL: %llu nodes, %llu labels; weft: %llu nodes, %llu "
+		       "profiles; %llu in both, %llu (label, profile) pairs\n",
+		       (unsigned long long)v[1], (unsigned long long)v[4],
+		       (unsigned long long)v[2], (unsigned long long)v[5],
+		       (unsigned long long)v[3], (unsigned long long)v[6]);
+}
+
+/*
+ * The package style: as dbt id-stitching packages and RudderStack
+ * Profiles' id stitcher run it. Every step is a model: a new regular
+ * (logged) table made by CREATE TABLE ... AS SELECT, with no index and no
+ * ANALYZE (dbt's table materialisation makes neither; autovacuum may
+ * analyse a table on its own time, as in a warehouse). The distinct edges
+ * first, then a label table with every node its own label; then, each
+ * round, a new label table in which every node takes the smallest label
+ * among its own and its neighbours' in the previous round's table (each
+ * edge used in both directions), the number of nodes whose label changed
+ * counted by joining the two rounds' tables, and the previous round's
+ * table dropped; until a round changes nothing. Returns the final label
+ * table's number.
+ */
+static const char sql_pkg_edges[] =
+	"CREATE TABLE idp_edges AS SELECT DISTINCT a, b FROM idp_edges_raw";
+
+static const char sql_pkg_labels0[] =
+	"CREATE TABLE idp_labels_0 AS"
+	" SELECT node, node AS label FROM (SELECT a FROM idp_edges UNION SELECT b FROM idp_edges)"
+	" AS n (node)";
+
+/* %1$d is the new round, %2$d the previous. */
+static const char sql_pkg_round[] =
+	"CREATE TABLE idp_labels_%1$d AS"
+	" SELECT node, min(label) AS label FROM ("
+	" SELECT node, label FROM idp_labels_%2$d"
+	" UNION ALL SELECT e.a, p.label FROM idp_edges e JOIN idp_labels_%2$d p ON p.node = e.b"
+	" UNION ALL SELECT e.b, p.label FROM idp_edges e JOIN idp_labels_%2$d p ON p.node = e.a"
+	") AS c GROUP BY node";
+
+static const char sql_pkg_changed[] =
+	"SELECT count(*) FROM idp_labels_%1$d l JOIN idp_labels_%2$d p USING (node)"
+	" WHERE l.label <> p.label";
+
+static int sql_package(PGconn *c, struct sql_result *res)
+{
+	char sql[1024];
+	double t0 = span_now(), t1;
+	int round = 0;
+
+	sql_step(c, "prepare:", sql_pkg_edges);
+	sql_step(c, "", sql_pkg_labels0);
+	t1 = span_now();
+	res->prep_s = t1 - t0;
+	for (;;) {
+		double tr = span_now(), tc;
+		uint64_t changed;
+
+		round++;
+		snprintf(sql, sizeof(sql), sql_pkg_round, round, round - 1);
+		sql_ok(c, sql);
+		tc = span_now();
+		snprintf(sql, sizeof(sql), sql_pkg_changed, round, round - 1);
+		changed = sql_number(c, sql);
+		snprintf(sql, sizeof(sql), "DROP TABLE idp_labels_%d", round - 1);
+		sql_ok(c, sql);
+		printf("          round %2d: %9llu labels changed, %6.2f s (table %.2f s, count "
+		       "and drop %.2f s)\n", round, (unsigned long long)changed,
+		       span_now() - tr, tc - tr, span_now() - tc);
+		fflush(stdout);
+		if (!changed)
+			break;
+	}
+	res->rounds = round;
+	res->rounds_s = span_now() - t1;
+	return round;
+}
+
+/*
+ * The tuned way: UNLOGGED tables (no WAL), statistics gathered before
+ * each step that reads a new table, and labels updated in place.
+ * id_adj holds both directions of every distinct edge; every node starts
+ * as its own label, and each round gives a node the smallest label among
+ * its neighbours when that is smaller than its own, until a round changes
+ * nothing (the number of rounds follows the longest shortest path from a
+ * component's smallest node).
+ */
+static const char *const sql_tuned_prep[] = {
+	"ANALYZE id_edges_raw",
+	"CREATE UNLOGGED TABLE id_edges AS SELECT DISTINCT a, b FROM id_edges_raw",
+	"ANALYZE id_edges",
+	"CREATE UNLOGGED TABLE id_adj AS"
+	" SELECT a AS node, b AS nbr FROM id_edges WHERE a <> b"
+	" UNION ALL SELECT b, a FROM id_edges WHERE a <> b",
+	"CREATE UNLOGGED TABLE id_labels AS"
+	" SELECT node, node AS label FROM (SELECT a FROM id_edges UNION SELECT b FROM id_edges)"
+	" AS n (node)",
+	"ANALYZE id_adj",
+	"ANALYZE id_labels",
+};
+
+static const char sql_tuned_round[] =
+	"UPDATE id_labels l SET label = m.label"
+	" FROM (SELECT a.node, min(n.label) AS label"
+	" FROM id_adj a JOIN id_labels n ON n.node = a.nbr GROUP BY a.node) AS m"
+	" WHERE l.node = m.node AND m.label < l.label";
+
+static void sql_tuned(PGconn *c, struct sql_result *res)
+{
+	double t0 = span_now(), t1;
+
+	for (size_t i = 0; i < sizeof(sql_tuned_prep) / sizeof(*sql_tuned_prep); i++)
+		sql_step(c, i ? "" : "prepare:", sql_tuned_prep[i]);
+	t1 = span_now();
+	res->prep_s = t1 - t0;
+	res->rounds = 0;
+	for (;;) {
+		double tr = span_now();
+		uint64_t changed = sql_count(c, sql_tuned_round);
+
+		res->rounds++;
+		printf("          round %2d: %9llu labels changed, %6.2f s\n", res->rounds,
+		       (unsigned long long)changed, span_now() - tr);
+		fflush(stdout);
+		if (!changed)
+			break;
+	}
+	res->rounds_s = span_now() - t1;
+}
+
+/* Drops what an earlier run with --keep may have left in the database. */
+static void sql_drop_all(PGconn *c)
+{
+	sql_ok(c, "DO $$ DECLARE t text; BEGIN"
+		  " FOR t IN SELECT quote_ident(tablename) FROM pg_tables"
+		  " WHERE schemaname = current_schema() AND (tablename ~ '^idp_labels_[0-9]+$'"
+		  " OR tablename IN ('idp_edges_raw', 'idp_edges', 'id_edges_raw', 'id_edges',"
+		  " 'id_adj', 'id_labels', 'id_weft'))"
+		  " LOOP EXECUTE 'DROP TABLE ' || t; END LOOP; END $$");
+}
+
+static PGconn *sql_connect(void)
 {
 	const char *keys[] = { "dbname", "application_name", NULL };
 	const char *vals[] = { opt.url, "identity_bench", NULL };
-	const char *type = opt.bigint_nodes ? "bigint" : "text";
 	PGconn *c = PQconnectdbParams(keys, vals, 1);
-	struct buf b = BUF_INIT;
-	char sql[256];
-	double t0, t1;
-	PGresult *r;
 
 	if (PQstatus(c) != CONNECTION_OK)
 		die("cannot connect to PostgreSQL: %s", PQerrorMessage(c));
@@ -496,100 +749,54 @@ static void sql_baseline(struct slice *s, struct sql_result *res)
 	 */
 	if (opt.bigint_nodes)
 		sql_ok(c, "SET max_parallel_workers_per_gather = 0");
-	sql_ok(c, "DROP TABLE IF EXISTS id_edges_raw, id_edges, id_adj, id_labels, id_weft");
-	snprintf(sql, sizeof(sql),
-		 "CREATE UNLOGGED TABLE id_edges_raw (a %s NOT NULL, b %s NOT NULL)", type, type);
-	sql_ok(c, sql);
+	return c;
+}
 
+/*
+ * One mode on the slice: its edges COPYed in, a CHECKPOINT (untimed: the
+ * edges are there before the stitching starts, and the COPY's dirty pages
+ * are written out before the clock runs rather than during), then the
+ * clock from there to convergence; then, untimed, the check against
+ * Weft's components and, unless --keep, its tables dropped and another
+ * CHECKPOINT, so that the next mode starts from the same state.
+ */
+static void sql_run(PGconn *c, const struct slice *s, enum sql_mode mode, struct buf *b,
+		    struct sql_result *res)
+{
+	bool pkg = mode == SQL_PACKAGE;
+	char labels[64];
+	double t0;
+
+	memset(res, 0, sizeof(*res));
 	t0 = span_now();
-	copy_begin(c, "COPY id_edges_raw (a, b) FROM STDIN");
-	for (size_t i = 0; i < s->edges; i++) {
-		add_node(&b, s, s->edge[i][0]);
-		buf_addc(&b, '\t');
-		add_node(&b, s, s->edge[i][1]);
-		buf_addc(&b, '\n');
-		if (b.len >= COPY_CHUNK)
-			copy_flush(c, &b);
-	}
-	copy_flush(c, &b);
-	copy_end(c);
-	t1 = span_now();
-	res->copy_s = t1 - t0;
+	sql_copy_edges(c, s, pkg ? "TABLE" : "UNLOGGED TABLE", pkg ? "idp_edges_raw" : "id_edges_raw",
+		       b);
+	res->copy_s = span_now() - t0;
+	sql_checkpoint(c);
 
-	/* The clock: from the COPY finishing to convergence. */
-	t0 = t1;
+	/* The clock: from the COPY (and its checkpoint) to convergence. */
+	t0 = span_now();
 	res->cpu_s = backend_cpu_seconds(PQbackendPID(c));
-	for (size_t i = 0; i < sizeof(sql_prep) / sizeof(*sql_prep); i++) {
-		double ts = span_now();
-
-		sql_ok(c, sql_prep[i]);
-		printf("          %-9s %6.2f s  %.60s...\n", i ? "" : "prepare:", span_now() - ts,
-		       sql_prep[i]);
+	if (pkg)
+		snprintf(labels, sizeof(labels), "idp_labels_%d", sql_package(c, res));
+	else {
+		sql_tuned(c, res);
+		snprintf(labels, sizeof(labels), "id_labels");
 	}
-	t1 = span_now();
-	res->prep_s = t1 - t0;
-	res->rounds = 0;
-	for (;;) {
-		double tr = span_now();
-		uint64_t changed = sql_count(c, sql_round);
-
-		res->rounds++;
-		printf("          round %2d: %9llu labels changed, %6.2f s\n", res->rounds,
-		       (unsigned long long)changed, span_now() - tr);
-		fflush(stdout);
-		if (!changed)
-			break;
-	}
-	res->rounds_s = span_now() - t1;
+	res->seconds = span_now() - t0;
 	if (res->cpu_s >= 0)
 		res->cpu_s = backend_cpu_seconds(PQbackendPID(c)) - res->cpu_s;
-	res->seconds = res->prep_s + res->rounds_s;
 
-	/* Untimed: Weft's components beside the labels. */
-	snprintf(sql, sizeof(sql),
-		 "CREATE UNLOGGED TABLE id_weft (node %s NOT NULL, profile bigint NOT NULL)", type);
-	sql_ok(c, sql);
-	copy_begin(c, "COPY id_weft (node, profile) FROM STDIN");
-	for (size_t x = 1; x <= s->u.n; x++) {
-		add_node(&b, s, (uint32_t)x);
-		buf_printf(&b, "\t%llu\n", (unsigned long long)s->profile[x]);
-		if (b.len >= COPY_CHUNK)
-			copy_flush(c, &b);
-	}
-	copy_flush(c, &b);
-	copy_end(c);
-	r = PQexec(c, "SELECT (SELECT count(*) FROM id_edges),"
-		   " (SELECT count(*) FROM id_labels),"
-		   " (SELECT count(*) FROM id_weft),"
-		   " (SELECT count(*) FROM id_labels JOIN id_weft USING (node)),"
-		   " (SELECT count(DISTINCT label) FROM id_labels),"
-		   " (SELECT count(DISTINCT profile) FROM id_weft),"
-		   " (SELECT count(*) FROM (SELECT DISTINCT label, profile"
-		   "  FROM id_labels JOIN id_weft USING (node)) AS p)");
-	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
-		die("comparing components: %s", PQerrorMessage(c));
-	{
-		uint64_t v[7];
+	sql_compare(c, s, pkg ? "idp_edges" : "id_edges", labels, res);
+	if (!opt.keep) {
+		char sql[256];
 
-		for (int i = 0; i < 7; i++)
-			v[i] = strtoull(PQgetvalue(r, 0, i), NULL, 10);
-		res->distinct_edges = v[0];
-		res->nodes = v[1];
-		res->components = v[4];
-		res->agree = v[1] == s->u.n && v[2] == v[1] && v[3] == v[1] &&
-			     v[5] == v[4] && v[6] == v[4];
-		if (!res->agree)
-			printf("          SQL: %llu nodes, %llu labels; weft: %llu nodes, %llu "
-			       "profiles; %llu in both, %llu (label, profile) pairs\n",
-			       (unsigned long long)v[1], (unsigned long long)v[4],
-			       (unsigned long long)v[2], (unsigned long long)v[5],
-			       (unsigned long long)v[3], (unsigned long long)v[6]);
+		snprintf(sql, sizeof(sql), "DROP TABLE %s, %s, %s%s", labels,
+			 pkg ? "idp_edges" : "id_edges", pkg ? "idp_edges_raw" : "id_edges_raw",
+			 pkg ? "" : ", id_adj");
+		sql_ok(c, sql);
+		sql_checkpoint(c);
 	}
-	PQclear(r);
-	if (!opt.keep)
-		sql_ok(c, "DROP TABLE id_edges_raw, id_edges, id_adj, id_labels, id_weft");
-	buf_release(&b);
-	PQfinish(c);
 }
 
 /* ---- main ---- */
@@ -598,7 +805,7 @@ static void usage(FILE *f)
 {
 	fputs("usage: identity_bench [--url URL] [--people N] [--events N] [--slice K]\n"
 	      "                      [--slice-runs N] [--seed S] [--sql-nodes text|bigint]\n"
-	      "                      [--keep]\n"
+	      "                      [--sql-modes both|package|tuned] [--keep]\n"
 	      "Without --url (or WEFT_DATABASE_URL) the SQL baseline is skipped;\n"
 	      "--slice 0 skips the slice altogether; --keep keeps the SQL tables.\n", f);
 }
@@ -623,6 +830,7 @@ static void parse_args(int argc, char **argv)
 		{ "slice-runs", required_argument, NULL, 'r' },
 		{ "seed", required_argument, NULL, 's' },
 		{ "sql-nodes", required_argument, NULL, 'n' },
+		{ "sql-modes", required_argument, NULL, 'm' },
 		{ "keep", no_argument, NULL, 'K' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -640,6 +848,12 @@ static void parse_args(int argc, char **argv)
 			if (strcmp(optarg, "text") && strcmp(optarg, "bigint"))
 				die("--sql-nodes is text or bigint, not '%s'", optarg);
 			opt.bigint_nodes = strcmp(optarg, "bigint") == 0;
+			break;
+		case 'm':
+			opt.sql_modes[SQL_PACKAGE] = !strcmp(optarg, "both") || !strcmp(optarg, "package");
+			opt.sql_modes[SQL_TUNED] = !strcmp(optarg, "both") || !strcmp(optarg, "tuned");
+			if (!opt.sql_modes[SQL_PACKAGE] && !opt.sql_modes[SQL_TUNED])
+				die("--sql-modes is both, package or tuned, not '%s'", optarg);
 			break;
 		case 'K': opt.keep = true; break;
 		case 'u': opt.url = optarg; break;
@@ -664,10 +878,18 @@ static void parse_args(int argc, char **argv)
 /* What the run found, for the RESULT line; negative where not measured. */
 static struct {
 	double events_s, events_s_cpu, bytes_per_id, bytes_per_id_rss, rebuild_s;
-	double slice_events_s, slice_events_s_cpu, sql_s, sql_events_s, sql_cpu_s;
-	int rounds;
-	const char *agree;
-} res = { -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, "skipped" };
+	double slice_events_s, slice_events_s_cpu;
+	struct {
+		double s, events_s, cpu_s, ratio, ratio_cpu;
+		int rounds;
+		const char *agree;
+	} sql[SQL_MODES];	/* indexed by enum sql_mode */
+	const char *agree;	/* every mode run agrees */
+} res = {
+	-1, -1, -1, -1, -1, -1, -1,
+	{ { -1, -1, -1, -1, -1, -1, "skipped" }, { -1, -1, -1, -1, -1, -1, "skipped" } },
+	"skipped",
+};
 
 /* 1 and 2: the engine's rate and memory on the whole stream, then a rebuild. */
 static void run_whole(const struct identity_rules *rules, uint64_t *pids)
@@ -732,7 +954,9 @@ static void run_slice(const struct identity_rules *rules, uint64_t *pids)
 	double wall[99], cpu[99], slice_wall, slice_cpu;
 	struct slice s = { .u = UF_INIT };
 	struct identity_stats st;
-	struct sql_result sr;
+	struct sql_result sr[SQL_MODES];
+	struct buf b = BUF_INIT;
+	PGconn *c;
 
 	for (int i = 0; i < opt.slice_runs; i++) {
 		struct identity_graph *g = identity_graph_new(rules);
@@ -766,26 +990,60 @@ static void run_slice(const struct identity_rules *rules, uint64_t *pids)
 		return;
 	}
 
-	printf("sql:      min-label propagation, %s nodes, UNLOGGED tables; rounds:\n",
-	       opt.bigint_nodes ? "bigint" : "text");
-	sql_baseline(&s, &sr);
-	res.sql_s = sr.seconds;
-	res.sql_events_s = (double)k / sr.seconds;
-	res.sql_cpu_s = sr.cpu_s;
-	res.rounds = sr.rounds;
-	res.agree = sr.agree ? "yes" : "no";
-	printf("          %llu distinct edges, %llu nodes, %llu components after %d rounds\n"
-	       "          COPY %.1f s (untimed); timed from the COPY's end to convergence: "
-	       "%.1f s\n          (edges, adjacency, labels %.1f s; rounds %.1f s)\n",
-	       (unsigned long long)sr.distinct_edges, (unsigned long long)sr.nodes,
-	       (unsigned long long)sr.components, sr.rounds, sr.copy_s, sr.seconds, sr.prep_s,
-	       sr.rounds_s);
-	printf("          %.0f events/s (%llu events / %.1f s); the backend's CPU time over "
-	       "that span %.1f s\n          (not counting parallel workers')\n",
-	       res.sql_events_s, (unsigned long long)k, sr.seconds, sr.cpu_s);
-	printf("speedup:  %.1f by wall time (weft on the slice / SQL), %.1f by CPU time\n",
-	       res.slice_events_s / res.sql_events_s,
-	       sr.cpu_s > 0 ? res.slice_events_s_cpu * sr.cpu_s / (double)k : -1);
+	c = sql_connect();
+	sql_drop_all(c);
+	sql_copy_weft(c, &s, &b);
+	for (int m = 0; m < SQL_MODES; m++) {
+		struct sql_result *r = &sr[m];
+
+		if (!opt.sql_modes[m])
+			continue;
+		if (m == SQL_PACKAGE)
+			printf("sql:      the package style (the headline baseline): min-label propagation "
+			       "as dbt\n          id-stitching packages run it, a new logged table per "
+			       "round, %s nodes;\n          rounds:\n",
+			       opt.bigint_nodes ? "bigint" : "text");
+		else
+			printf("sql:      the tuned way (for information): min-label propagation in "
+			       "UNLOGGED tables,\n          ANALYZE, labels updated in place, %s "
+			       "nodes; rounds:\n", opt.bigint_nodes ? "bigint" : "text");
+		sql_run(c, &s, (enum sql_mode)m, &b, r);
+		res.sql[m].s = r->seconds;
+		res.sql[m].events_s = (double)k / r->seconds;
+		res.sql[m].cpu_s = r->cpu_s;
+		res.sql[m].ratio = res.slice_events_s / res.sql[m].events_s;
+		res.sql[m].ratio_cpu =
+			r->cpu_s > 0 ? res.slice_events_s_cpu * r->cpu_s / (double)k : -1;
+		res.sql[m].rounds = r->rounds;
+		res.sql[m].agree = r->agree ? "yes" : "no";
+		if (!r->agree)
+			res.agree = "no";
+		else if (strcmp(res.agree, "no") != 0)
+			res.agree = "yes";
+		printf("          %llu distinct edges, %llu nodes, %llu components after %d rounds\n"
+		       "          COPY %.1f s (untimed); timed from the COPY's end to convergence: "
+		       "%.1f s\n          (edges and labels %.1f s; rounds %.1f s)\n",
+		       (unsigned long long)r->distinct_edges, (unsigned long long)r->nodes,
+		       (unsigned long long)r->components, r->rounds, r->copy_s, r->seconds,
+		       r->prep_s, r->rounds_s);
+		printf("          %.0f events/s (%llu events / %.1f s); the backend's CPU time over "
+		       "that span %.1f s\n          (not counting parallel workers')\n",
+		       res.sql[m].events_s, (unsigned long long)k, r->seconds, r->cpu_s);
+		printf("          speedup of weft: %.1f by wall time (weft on the slice / SQL), "
+		       "%.1f by CPU time\n", res.sql[m].ratio, res.sql[m].ratio_cpu);
+		printf("          components agree: %s\n", res.sql[m].agree);
+	}
+	if (!opt.keep)
+		sql_ok(c, "DROP TABLE id_weft");
+	buf_release(&b);
+	PQfinish(c);
+	if (opt.sql_modes[SQL_PACKAGE] && opt.sql_modes[SQL_TUNED])
+		printf("speedup:  over the package style %.1f (wall), %.1f (CPU); over the tuned way "
+		       "%.1f (wall),\n          %.1f (CPU); the tuned SQL is %.1f times faster than "
+		       "the package style\n",
+		       res.sql[SQL_PACKAGE].ratio, res.sql[SQL_PACKAGE].ratio_cpu,
+		       res.sql[SQL_TUNED].ratio, res.sql[SQL_TUNED].ratio_cpu,
+		       res.sql[SQL_PACKAGE].s / res.sql[SQL_TUNED].s);
 	printf("components agree: %s\n", res.agree);
 	slice_release(&s);
 }
@@ -819,13 +1077,17 @@ int main(int argc, char **argv)
 	free(idents);
 
 	printf("RESULT events_s=%.0f events_s_cpu=%.0f bytes_per_id=%.1f bytes_per_id_rss=%.1f "
-	       "rebuild_s=%.2f slice=%llu slice_events_s=%.0f sql_s=%.2f sql_events_s=%.0f "
-	       "ratio=%.1f sql_cpu_s=%.2f ratio_cpu=%.1f rounds=%d agree=%s\n",
+	       "rebuild_s=%.2f slice=%llu slice_events_s=%.0f slice_events_s_cpu=%.0f",
 	       res.events_s, res.events_s_cpu, res.bytes_per_id, res.bytes_per_id_rss,
-	       res.rebuild_s, (unsigned long long)opt.slice, res.slice_events_s, res.sql_s,
-	       res.sql_events_s, res.sql_s > 0 ? res.slice_events_s / res.sql_events_s : -1,
-	       res.sql_cpu_s,
-	       res.sql_cpu_s > 0 ? res.slice_events_s_cpu * res.sql_cpu_s / (double)opt.slice : -1,
-	       res.rounds, res.agree);
+	       res.rebuild_s, (unsigned long long)opt.slice, res.slice_events_s,
+	       res.slice_events_s_cpu);
+	for (int m = 0; m < SQL_MODES; m++)
+		printf(" %s_s=%.2f %s_events_s=%.0f %s_ratio=%.1f %s_cpu_s=%.2f %s_ratio_cpu=%.1f "
+		       "%s_rounds=%d %s_agree=%s",
+		       sql_mode_name[m], res.sql[m].s, sql_mode_name[m], res.sql[m].events_s,
+		       sql_mode_name[m], res.sql[m].ratio, sql_mode_name[m], res.sql[m].cpu_s,
+		       sql_mode_name[m], res.sql[m].ratio_cpu, sql_mode_name[m], res.sql[m].rounds,
+		       sql_mode_name[m], res.sql[m].agree);
+	printf(" agree=%s\n", res.agree);
 	return strcmp(res.agree, "no") == 0;
 }
