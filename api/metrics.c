@@ -54,7 +54,7 @@ static void histogram(struct buf *b, const char *name, const char *help,
 static void engine_metrics(struct buf *b, struct engine *e)
 {
 	static const char *const lag_le[8] = {
-		"0.001", "0.005", "0.01", "0.025", "0.05", "0.1", "1", "+Inf" };
+		"0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "1", "+Inf" };
 	struct engine_stats st;
 
 	engine_stats(e, &st);

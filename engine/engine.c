@@ -22,7 +22,7 @@
 #define CP_COST_FACTOR 10
 #define RETRY_MAX_S 5.0
 
-const double engine_lag_bounds[7] = { .001, .005, .01, .025, .05, .1, 1 };
+const double engine_lag_bounds[7] = { .005, .01, .025, .05, .1, .25, 1 };
 
 double engine_now(void)
 {
