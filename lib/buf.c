@@ -103,7 +103,7 @@ void buf_add_be64(struct buf *b, uint64_t v)
  * it is not one: overlong forms, surrogates and values past U+10FFFF count
  * as malformed (RFC 3629).
  */
-static size_t utf8_seq(const unsigned char *s, size_t n)
+size_t buf_utf8_seq(const unsigned char *s, size_t n)
 {
 	size_t len;
 	unsigned lo = 0x80, hi = 0xbf;
@@ -160,7 +160,7 @@ void buf_add_json_string(struct buf *b, const char *s, size_t n)
 		} else if (c < 0x80) {
 			buf_addc(b, (char)c);
 		} else {
-			size_t len = utf8_seq(u + i, n - i);
+			size_t len = buf_utf8_seq(u + i, n - i);
 
 			if (len) {
 				buf_add(b, u + i, len);
@@ -181,7 +181,7 @@ void buf_scrub_utf8(struct buf *b, size_t from)
 	for (size_t i = from; i < b->len; i++) {
 		if (u[i] < 0x80)
 			continue;
-		size_t len = utf8_seq(u + i, b->len - i);
+		size_t len = buf_utf8_seq(u + i, b->len - i);
 
 		if (len)
 			i += len - 1;

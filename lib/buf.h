@@ -45,6 +45,13 @@ void buf_add_be64(struct buf *b, uint64_t v);
  * Appends s as a JSON string literal, quotes included. Bytes that are not
  * well-formed UTF-8 become \ufffd, so the result is always valid JSON.
  */
+/*
+ * Length of the well-formed UTF-8 sequence at s (n bytes left, n >= 1),
+ * or 0 if it is not one: overlong forms, surrogates and values past
+ * U+10FFFF count as malformed (RFC 3629), as jansson's decoder has it.
+ */
+size_t buf_utf8_seq(const unsigned char *s, size_t n);
+
 void buf_add_json_string(struct buf *b, const char *s, size_t n);
 /*
  * Replaces every byte from offset from on that is not part of well-formed

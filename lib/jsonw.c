@@ -14,42 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/*
- * Length of the well-formed UTF-8 sequence at s (n bytes left), or 0 if
- * it is not one; the same rules as buf.c's, which jansson's decoder also
- * follows (RFC 3629: no overlong forms, surrogates or values past U+10FFFF).
- */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-	size_t len;
-	unsigned lo = 0x80, hi = 0xbf;
-
-	if (s[0] >= 0xc2 && s[0] <= 0xdf)
-		len = 2;
-	else if (s[0] >= 0xe0 && s[0] <= 0xef)
-		len = 3;
-	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
-		len = 4;
-	else
-		return 0;
-	if (n < len)
-		return 0;
-	if (s[0] == 0xe0)
-		lo = 0xa0;
-	else if (s[0] == 0xed)
-		hi = 0x9f;
-	else if (s[0] == 0xf0)
-		lo = 0x90;
-	else if (s[0] == 0xf4)
-		hi = 0x8f;
-	if (s[1] < lo || s[1] > hi)
-		return 0;
-	for (size_t i = 2; i < len; i++)
-		if (s[i] < 0x80 || s[i] > 0xbf)
-			return 0;
-	return len;
-}
-
 void buf_add_json_jstring(struct buf *b, const char *s, size_t n)
 {
 	static const char hex[] = "0123456789ABCDEF";
@@ -66,7 +30,7 @@ void buf_add_json_jstring(struct buf *b, const char *s, size_t n)
 			i++;
 			continue;
 		}
-		if (c >= 0x80 && (len = utf8_seq(u + i, n - i))) {
+		if (c >= 0x80 && (len = buf_utf8_seq(u + i, n - i))) {
 			i += len;
 			continue;
 		}
