@@ -204,4 +204,121 @@ void audience_expr_print_node(const struct audience_expr *e, uint32_t id, struct
 /* True when a and b have the same tree, whatever their source positions. */
 bool audience_expr_equal(const struct audience_expr *a, const struct audience_expr *b);
 
+/* ---- computed traits ---- */
+
+/*
+ * The per-profile state of Segment-style computed traits (audiences/computed.c):
+ * a value kept up to date event by event, such as the number of orders of
+ * the last 30 days or the most frequent product category. A definition
+ * names an event, optionally a property, a where-condition and a window;
+ * a profile's state is a byte blob (below) the caller keeps, so that the
+ * profile store can hold it like any other record. Pure: no engine, no
+ * clock of its own; every call is told what time it is.
+ *
+ * Windows are kept in time buckets: one per UTC hour for a window in hours,
+ * one per UTC day for one in days. A window of N units read at now holds
+ * the events whose bucket is now's bucket or one of the N - 1 before it:
+ * `within(7 days)` is today (UTC) and the six days before. Events stamped
+ * after now are kept and count once now reaches their bucket. A bucket
+ * that has left the window is dropped whenever the state is updated or
+ * read, so a state never holds more than the window's buckets (and any
+ * future ones). Without a window every event counts, whatever its time.
+ */
+#include <jansson.h>
+
+enum audience_computed_kind {
+	AUDIENCE_COMPUTED_COUNT,	/* matching events: an integer, 0 if none */
+	AUDIENCE_COMPUTED_SUM,		/* of a numeric property: a real, 0 if none */
+	AUDIENCE_COMPUTED_AVG,		/* of a numeric property: a real, null if none */
+	AUDIENCE_COMPUTED_MIN,		/* the same */
+	AUDIENCE_COMPUTED_MAX,
+	AUDIENCE_COMPUTED_MOST_FREQUENT,	/* string property: the most common string, ties to the
+					   bytewise smallest; null if none */
+	AUDIENCE_COMPUTED_FIRST,	/* the property's value on the earliest event, any JSON but null */
+	AUDIENCE_COMPUTED_LAST,		/* on the latest one; both null if none */
+	AUDIENCE_COMPUTED_UNIQUE_LIST,	/* string property: its distinct values, sorted bytewise, capped */
+	AUDIENCE_COMPUTED_UNIQUE_COUNT,	/* how many distinct strings, saturating at the same cap */
+};
+
+/*
+ * Values the kinds above ignore, so that a state stays bounded: a string
+ * (or, for first and last, a value's compact JSON text) longer than
+ * AUDIENCE_COMPUTED_MAX_VALUE bytes; for most frequent, a new string in a
+ * bucket that already counts AUDIENCE_COMPUTED_MAX_DISTINCT others. A unique
+ * list keeps the AUDIENCE_COMPUTED_MAX_UNIQUE bytewise smallest strings, so
+ * a unique count above it reads as AUDIENCE_COMPUTED_MAX_UNIQUE.
+ */
+#define AUDIENCE_COMPUTED_MAX_VALUE 1024
+#define AUDIENCE_COMPUTED_MAX_DISTINCT 1000
+#define AUDIENCE_COMPUTED_MAX_UNIQUE 100
+
+/*
+ * A definition. Nothing in it is copied: the strings and the expression
+ * must outlive every call that is given it.
+ */
+struct audience_computed {
+	enum audience_computed_kind kind;
+	const char *event;		/* the event's name, matched exactly */
+	const char *property;		/* every kind but COUNT: the top-level property read */
+	const struct audience_expr *where_expr;	/* NULL: every event of that name counts */
+	uint32_t where;			/* a condition on properties in where_expr, such as the kid
+					   of an AUDIENCE_EVENT node with a where() */
+	uint32_t window;		/* 0: all time; else how many units, as within() */
+	enum audience_unit unit;
+};
+
+/*
+ * True when properties (a JSON object, or NULL: none) satisfy the where
+ * condition at node id of e, by the rules of docs/audiences.md ("Type
+ * rules"). id must be a property condition (PROPERTY, AND, OR, NOT).
+ */
+bool audience_where_match(const struct audience_expr *e, uint32_t id, const json_t *properties);
+
+/*
+ * A state is a byte blob; no bytes at all is a profile with no matching
+ * event. Its format (integers as unsigned LEB128 varints, signed ones
+ * zigzagged first, doubles as 8 bytes of IEEE 754, little-endian):
+ *   version (1), kind, bucket count, then per bucket, in ascending order,
+ *   its number minus the previous one's (the first from 0; all time is the
+ *   single bucket 0) and then by kind:
+ *     COUNT            events
+ *     SUM, AVG         numeric values, their sum (if any)
+ *     MIN, MAX         numeric values, the min or max (if any)
+ *     MOST_FREQUENT    distinct strings, each length, bytes, count, sorted
+ *     UNIQUE_*         distinct strings, each length, bytes, sorted
+ *     FIRST, LAST      timestamp (zigzag), length, the value's compact JSON
+ * The same events in the same order give the same bytes; for every kind but
+ * SUM and AVG (whose floating point sums depend on the order of addition)
+ * the bytes depend only on which events were applied, not on their order
+ * or on how they were split between merged states. Ties in time between
+ * first or last values go to the bytewise smaller or larger text.
+ */
+
+/*
+ * Records one event on the state, at now_us: an event called event_name
+ * that the where condition accepts, and that has a usable property value
+ * for the kind, joins its bucket unless that bucket is already out of the
+ * window at now_us. Expired buckets are dropped either way. Returns 0, or
+ * WEFT_EINVAL (the state is not one of def's; it is left as it was).
+ */
+int audience_computed_apply(const struct audience_computed *def, struct buf *state, int64_t now_us,
+			    int64_t ts_us, const char *event_name, const json_t *properties);
+
+/*
+ * The value at now_us in *out (a new reference: an integer, a real, a
+ * string, an array or null, as the kind says). Drops the state's expired
+ * buckets. Returns 0, or WEFT_EINVAL (a state that is not def's; *out NULL).
+ */
+int audience_computed_value(const struct audience_computed *def, struct buf *state, int64_t now_us,
+			    json_t **out);
+
+/*
+ * Folds the state at from (from_len bytes, another profile's) into state,
+ * the survivor's, dropping what is expired at now_us: the result reads as
+ * if every event of both had been applied to one. Returns 0, or
+ * WEFT_EINVAL (either state is not def's; state is left as it was).
+ */
+int audience_computed_merge(const struct audience_computed *def, struct buf *state,
+			    const void *from, size_t from_len, int64_t now_us);
+
 #endif
