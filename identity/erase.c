@@ -60,6 +60,7 @@ int identity_graph_erase(struct identity_graph *g, uint64_t profile_id,
 		if (bsearch(g->recs[r].key, keys, n, sizeof(*keys), key_cmp))
 			memset(g->recs[r].key, 0, IDENTITY_KEY_BYTES);
 	g->live--;
+	g->ndead += (uint32_t)n;
 	free(keys);
 	return (int)n;
 }

@@ -959,7 +959,7 @@ void identity_graph_stats(const struct identity_graph *g, struct identity_stats 
 			g->linktab_cap * sizeof(*g->linktab) +
 			g->far_cap * sizeof(*g->far);
 
-	out->identifiers = g->nnodes - 1;
+	out->identifiers = g->nnodes - 1 - g->ndead;
 	out->profiles = g->live;
 	out->profiles_created = g->nprofiles - 1;
 	out->merges = g->merges;

@@ -251,7 +251,7 @@ uint64_t identity_graph_resolve(const struct identity_graph *g, uint64_t profile
 void identity_graph_digest(const struct identity_graph *g, uint8_t out[16]);
 
 struct identity_stats {
-	uint64_t identifiers;
+	uint64_t identifiers;		/* in the graph: not counting those a split or an erasure took out */
 	uint64_t profiles;		/* live: not absorbed */
 	uint64_t profiles_created;	/* the last profile id */
 	uint64_t merges;		/* profiles absorbed */
@@ -450,7 +450,7 @@ int identity_graph_erase(struct identity_graph *g, uint64_t profile_id,
 #include "lib/buf.h"
 
 #define IDENTITY_SECTIONS 13
-#define IDENTITY_SNAPSHOT_VERSION 2
+#define IDENTITY_SNAPSHOT_VERSION 3
 
 struct identity_section {
 	const void *data;

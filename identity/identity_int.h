@@ -231,6 +231,7 @@ struct identity_graph {
 	size_t rtab_cap;
 
 	uint64_t merges;
+	uint32_t ndead;		/* nodes a split or an erasure took out (profile 0) */
 
 	/* Scratch for one event; sized for IDENTITY_EVENT_IDS_MAX. */
 	struct item items[IDENTITY_EVENT_IDS_MAX];

@@ -35,6 +35,7 @@ struct snap_header {
 	uint64_t live, merges;
 	uint64_t nblocked, blocked_cap;
 	uint64_t types_cap;	/* the rules' type array, which memory figures count whole */
+	uint32_t ndead, pad;	/* version 3: identifiers taken out by splits and erasures */
 };
 
 static size_t link_blocks(uint32_t links_cap)
@@ -55,7 +56,7 @@ void identity_graph_sections(const struct identity_graph *g, struct buf *hdr,
 		.nlinks = g->nlinks, .links_cap = g->links_cap,
 		.nrecs = g->nrecs, .recs_cap = g->recs_cap,
 		.none_expl = g->none_expl, .ntypes = r->ntypes,
-		.max_merges = r->max_merges, .max_ids = r->max_ids,
+		.max_merges = r->max_merges, .max_ids = r->max_ids, .ndead = g->ndead,
 		.idtab_cap = g->idtab_cap, .counts_cap = g->counts_cap,
 		.ncounts = g->ncounts, .linktab_cap = g->linktab_cap,
 		.nfar = g->nfar, .far_cap = g->far_cap, .rtab_cap = g->rtab_cap,
@@ -217,6 +218,7 @@ int identity_graph_restore(const struct identity_section in[IDENTITY_SECTIONS],
 	g->rtab = load_array(&in[i++], h.rtab_cap, h.rtab_cap, sizeof(*g->rtab), true, &bad);
 	g->none_expl = h.none_expl;
 	g->merges = h.merges;
+	g->ndead = h.ndead;
 	if (bad || !g->nodes || !g->profiles || !g->exts || !g->hists) {
 		identity_graph_free(g);
 		return WEFT_EINVAL;

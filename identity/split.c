@@ -377,6 +377,7 @@ static void rewrite(struct identity_graph *g, struct split_state *s)
 		if (p == UINT32_MAX) {
 			g->nodes[x].up = ROOT_FLAG;	/* profile 0: no longer an identifier */
 			g->nodes[x].ring = x;
+			g->ndead++;
 			continue;
 		}
 		g->nodes[x].up = x == s->part_root[p] ? ROOT_FLAG | s->part_id[p] : s->part_root[p];

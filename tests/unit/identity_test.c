@@ -1796,6 +1796,32 @@ static void test_identity__split_keeps_the_rest_of_an_event_together(void **stat
 	identity_rules_free(r);
 }
 
+/* Identifiers a split or an erasure took out no longer count as identifiers. */
+static void test_identity__removed_identifiers_leave_the_count(void **state)
+{
+	struct identity_rules *r = identity_rules_new();
+	struct identity_graph *g;
+	struct identity_split sp;
+	struct identity_stats st;
+	uint64_t p;
+
+	(void)state;
+	g = identity_graph_new(r);
+	p = EV(g, 1, { "user_id", "u1", 0 }, { "email", "a@x", 0 }, { "anonymous_id", "a1", 0 });
+	EV(g, 2, { "user_id", "u2", 0 });
+	identity_graph_stats(g, &st);
+	assert_int_equal(st.identifiers, 4);
+	assert_int_equal(block(g, "email", "a@x", 3, &sp), 0);
+	identity_graph_stats(g, &st);
+	assert_int_equal(st.identifiers, 3);
+	assert_int_equal(identity_graph_erase(g, p, NULL, NULL), 2);
+	identity_graph_stats(g, &st);
+	assert_int_equal(st.identifiers, 1);
+	assert_int_equal(st.profiles, 1);
+	identity_graph_free(g);
+	identity_rules_free(r);
+}
+
 static void test_identity__block_without_a_profile_and_of_a_lone_identifier(void **state)
 {
 	struct identity_graph *g = graph_default();
@@ -2759,6 +2785,7 @@ int main(void)
 		cmocka_unit_test(test_identity__events_after_a_split_respect_the_block_and_the_limits),
 		cmocka_unit_test(test_identity__block_without_a_profile_and_of_a_lone_identifier),
 		cmocka_unit_test(test_identity__split_keeps_the_rest_of_an_event_together),
+		cmocka_unit_test(test_identity__removed_identifiers_leave_the_count),
 		cmocka_unit_test(test_identity__split_replays_the_links_under_the_current_rules),
 		cmocka_unit_test(test_identity__second_split_keeps_the_ids_the_first_gave),
 		cmocka_unit_test(test_identity__set_rules_applies_from_now_on),
