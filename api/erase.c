@@ -52,6 +52,8 @@ static void erase_rows(struct api *a, int64_t ws, int64_t id)
 
 	if (!rc)
 		rc = store_erasure_delete_rows(a->jobs_store, ws, id, &c);
+	if (rc == WEFT_ENOTFOUND)
+		return;	/* already done (its own job, queued in this run, finished it) */
 	while (!rc || rc == WEFT_ECONFLICT) {
 		rc = store_erasure_finish(a->jobs_store, ws, id, &c, NULL);
 		if (rc != WEFT_ECONFLICT || waited >= SAVE_WAIT_MS)

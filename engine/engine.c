@@ -626,7 +626,8 @@ static void *engine_main(void *arg)
 	pthread_mutex_lock(&e->mu);
 	e->stats.loaded = e->store != NULL;
 	pthread_mutex_unlock(&e->mu);
-	while (e->store) {
+	/* Until stopped: a lost connection is retried (reconnect), never the end of the engine. */
+	for (;;) {
 		/* Wait for work only when there is none: a start-up catch-up begins at once. */
 		double idle = failed ? wait : first || target > e->applied ? 0 : e->cp_interval / 4;
 		struct engine_cmd *more = take_work(e, &pending, &pending_tail, &target, &stop,

@@ -91,6 +91,7 @@ struct engine {
 	bool saving;			/* a save is with the saver thread */
 	bool clear_all;			/* the saved state is of another format: replace it */
 	bool full_diff;			/* a save failed: compare every page, not just dirty ones */
+	int64_t erased_max;		/* the newest erasure wiped from memory */
 	double last_cp, cp_cost;
 	struct engine_ws *ws;		/* sorted by id */
 	size_t nws, ws_cap;

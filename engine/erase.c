@@ -140,10 +140,8 @@ int engine_erase_profile(struct engine *e, int64_t workspace_id, uint64_t profil
 	sc.nkeys = c.n;
 	sc.applied_seq = e->applied;
 	sc.upto_seq = head > e->applied ? head : e->applied;
-	rc = store_erasure_create(e->store, workspace_id, key_id, suppress, &sc, &out->erasure_id);
-	if (!rc && suppress)
-		rc = store_suppressed_add(e->store, workspace_id, (const uint8_t (*)[16])c.keys,
-					  c.types, c.n, out->erasure_id);
+	rc = store_erasure_create(e->store, workspace_id, key_id, suppress, &sc, c.types,
+				  &out->erasure_id);
 	if (!rc) {
 		size_t n;
 
@@ -151,6 +149,8 @@ int engine_erase_profile(struct engine *e, int64_t workspace_id, uint64_t profil
 		add_filter(w, &sc);
 		for (size_t i = 0; suppress && i < c.n; i++)
 			engine_ws_suppress(w, c.keys[i]);
+		if (out->erasure_id > e->erased_max)
+			e->erased_max = out->erasure_id;
 		e->cp_soon = true;
 	}
 	pthread_rwlock_unlock(&e->rw);
@@ -178,6 +178,9 @@ static int load_pending(void *arg, int64_t workspace_id, int64_t erasure_id,
 
 	pthread_rwlock_wrlock(&e->rw);
 	add_filter(w, sc);
+	if (erasure_id > e->erased_max)
+		e->erased_max = erasure_id;
+	e->cp_soon = true;	/* a save that reflects it lets the erasure finish */
 	for (size_t i = 0; i < sc->nkeys; i++)
 		for (uint16_t t = 0; (name = identity_graph_type_name(w->g, t)); t++) {
 			uint64_t pid = identity_graph_lookup(w->g, t, sc->keys[i]);

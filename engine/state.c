@@ -8,6 +8,7 @@
  */
 #include "engine/engine_int.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
@@ -35,6 +36,7 @@ struct engine_save {
 	void **headers;			/* copies of the section headers */
 	size_t nheaders;
 	int64_t seq;
+	int64_t erased;			/* the newest erasure the captured pages reflect */
 	bool clear_all;
 	int rc;
 	double capture_seconds;		/* on the engine thread */
@@ -139,6 +141,7 @@ struct engine_save *engine_state_capture(struct engine *e, int *rc)
 	s->next = xcalloc(e->nws * ENGINE_SECTIONS + 1, sizeof(*s->next));
 	s->ws_ids = xcalloc(e->nws + 1, sizeof(*s->ws_ids));
 	s->seq = e->applied;
+	s->erased = e->erased_max;
 	s->clear_all = e->clear_all;
 	if (e->clear_all && (*rc = store_workspace_ids(e->store, &s->clear, &s->nclear))) {
 		engine_save_free(s);
@@ -196,7 +199,7 @@ int engine_state_write(struct store *st, struct engine_save *s)
 	double t0 = engine_now();
 
 	s->rc = st ? store_engine_save(st, s->clear, s->nclear, s->pages, s->npages, s->sizes,
-				       s->nsizes, s->seq, ENGINE_FORMAT) : WEFT_EUNAVAIL;
+				       s->nsizes, s->seq, ENGINE_FORMAT, s->erased) : WEFT_EUNAVAIL;
 	s->seconds += engine_now() - t0;
 	return s->rc;
 }
@@ -381,12 +384,52 @@ int engine_state_load(struct engine *e)
 
 /* ---- rules and blocked identifiers ---- */
 
+struct blocked_row {
+	int64_t ws;
+	char type[IDENTITY_TYPE_NAME_MAX + 1];
+	uint8_t key[16];
+};
+
+struct blocked_rows {
+	struct blocked_row *rows;
+	size_t n, cap;
+};
+
+/* Only collects: applying may read the log, which cannot share the connection with this COPY. */
 static int load_blocked(void *arg, int64_t ws, const char *type, const uint8_t key[16])
 {
-	struct identity_split split;
+	struct blocked_rows *b = arg;
 
-	/* Already split before a restart: nothing left to do but block. */
-	return engine_block_identifier(arg, ws, type, key, &split);
+	if (b->n == b->cap) {
+		b->cap = b->cap ? 2 * b->cap : 16;
+		b->rows = xrealloc(b->rows, xmul(b->cap, sizeof(*b->rows)));
+	}
+	b->rows[b->n].ws = ws;
+	snprintf(b->rows[b->n].type, sizeof(b->rows[b->n].type), "%s", type);
+	memcpy(b->rows[b->n++].key, key, 16);
+	return 0;
+}
+
+/* Blocks what the workspaces' lists hold (splitting what a restart left unsplit). */
+static int apply_blocked(struct engine *e)
+{
+	struct blocked_rows b = { 0 };
+	int rc = store_identity_blocked_load(e->store, load_blocked, &b);
+
+	for (size_t i = 0; !rc && i < b.n; i++) {
+		struct identity_split split;
+		int r = engine_block_identifier(e, b.rows[i].ws, b.rows[i].type, b.rows[i].key,
+						&split);
+
+		/* One bad entry (a type past the limit) must not keep the engine from starting. */
+		if (r == WEFT_EUNAVAIL)
+			rc = r;
+		else if (r)
+			log_error("engine_block_skipped", "workspace=%lld type=%s error=%s",
+				  (long long)b.rows[i].ws, b.rows[i].type, weft_strerror(r));
+	}
+	free(b.rows);
+	return rc;
 }
 
 int engine_config_load(struct engine *e)
@@ -414,7 +457,7 @@ int engine_config_load(struct engine *e)
 		identity_rules_free(r);
 	}
 	store_rules_rows_free(rows, n);
-	if ((rc = store_identity_blocked_load(e->store, load_blocked, e)))
+	if ((rc = apply_blocked(e)))
 		return rc;
 	return engine_erasures_load(e);
 }

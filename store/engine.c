@@ -240,25 +240,27 @@ static int cut_sections(struct store *s, const struct store_section_size *sz,
 	return rc;
 }
 
-static int set_checkpoint(struct store *s, int64_t seq, int32_t format)
+static int set_checkpoint(struct store *s, int64_t seq, int32_t format, int64_t erased)
 {
-	char seq_s[24], format_s[16];
-	const char *params[2] = { seq_s, format_s };
+	char seq_s[24], format_s[16], erased_s[24];
+	const char *params[3] = { seq_s, format_s, erased_s };
 
 	snprintf(seq_s, sizeof(seq_s), "%lld", (long long)seq);
 	snprintf(format_s, sizeof(format_s), "%d", (int)format);
+	snprintf(erased_s, sizeof(erased_s), "%lld", (long long)erased);
 	return store_exec_params(s,
-		"INSERT INTO engine_checkpoint (id, seq, format, saved_at)"
-		" VALUES (1, $1, $2, now()) ON CONFLICT (id) DO UPDATE"
+		"INSERT INTO engine_checkpoint (id, seq, format, saved_at, erasure_id)"
+		" VALUES (1, $1, $2, now(), $3) ON CONFLICT (id) DO UPDATE"
 		" SET seq = excluded.seq, format = excluded.format,"
-		" saved_at = excluded.saved_at",
-		2, params, "set engine checkpoint");
+		" saved_at = excluded.saved_at, erasure_id ="
+		" greatest(engine_checkpoint.erasure_id, excluded.erasure_id)",
+		3, params, "set engine checkpoint");
 }
 
 int store_engine_save(struct store *s, const int64_t *clear_ws, size_t nclear,
 		      const struct store_page *pages, size_t n,
 		      const struct store_section_size *sizes, size_t nsizes,
-		      int64_t seq, int32_t format)
+		      int64_t seq, int32_t format, int64_t erased)
 {
 	int rc;
 
@@ -274,7 +276,7 @@ int store_engine_save(struct store *s, const int64_t *clear_ws, size_t nclear,
 	if (!rc && nsizes)
 		rc = cut_sections(s, sizes, nsizes);
 	if (!rc && seq >= 0)
-		rc = set_checkpoint(s, seq, format);
+		rc = set_checkpoint(s, seq, format, erased);
 	if (rc)
 		goto out_rollback;
 	return store_exec(s, "COMMIT", "commit engine save");

@@ -18,10 +18,31 @@ static void int_text(char *out, size_t len, int64_t v)
 	snprintf(out, len, "%lld", (long long)v);
 }
 
-int store_erasure_create(struct store *s, int64_t workspace_id, int64_t key_id, bool suppress,
-			 const struct store_erasure_scope *scope, int64_t *erasure_id)
+static int insert_suppressed(struct store *s, const char *ws, const uint8_t (*keys)[16],
+			     const char *const *types, size_t n, const char *eid)
 {
-	char ws[24], kid[24], nids[24], applied[24], upto[24];
+	int rc = 0;
+
+	for (size_t i = 0; i < n && !rc; i++) {
+		const char *params[4] = { ws, (const char *)keys[i], types[i], eid };
+		int lengths[4] = { 0, 16, 0, 0 };
+		int formats[4] = { 0, 1, 0, 0 };
+		PGresult *res = PQexecParams(s->conn,
+			"INSERT INTO suppressed_keys (workspace_id, key, type, erasure_id)"
+			" VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+			4, NULL, params, lengths, formats, 0);
+
+		rc = store_check(s, res, PGRES_COMMAND_OK, "suppress identifier");
+		PQclear(res);
+	}
+	return rc;
+}
+
+int store_erasure_create(struct store *s, int64_t workspace_id, int64_t key_id, bool suppress,
+			 const struct store_erasure_scope *scope, const char *const *types,
+			 int64_t *erasure_id)
+{
+	char ws[24], kid[24], nids[24], applied[24], upto[24], eid[24];
 	const char *params[8] = { ws, key_id ? kid : NULL, suppress ? "t" : "f",
 				  (const char *)scope->keys, (const char *)scope->seqs, nids,
 				  applied, upto };
@@ -35,6 +56,9 @@ int store_erasure_create(struct store *s, int64_t workspace_id, int64_t key_id, 
 	int_text(nids, sizeof(nids), (int64_t)scope->nkeys);
 	int_text(applied, sizeof(applied), scope->applied_seq);
 	int_text(upto, sizeof(upto), scope->upto_seq);
+	/* The job row and the suppression list together, or neither. */
+	if ((rc = store_exec(s, "BEGIN", "begin erasure")))
+		return rc;
 	res = PQexecParams(s->conn,
 		"INSERT INTO erasures (workspace_id, key_id, suppress, status, pending_keys,"
 		" pending_seqs, identifiers, applied_seq, upto_seq, profiles)"
@@ -44,7 +68,14 @@ int store_erasure_create(struct store *s, int64_t workspace_id, int64_t key_id, 
 	if (!rc)
 		*erasure_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 	PQclear(res);
-	return rc;
+	int_text(eid, sizeof(eid), rc ? 0 : *erasure_id);
+	if (!rc && suppress)
+		rc = insert_suppressed(s, ws, scope->keys, types, scope->nkeys, eid);
+	if (rc) {
+		store_exec(s, "ROLLBACK", "roll back erasure");
+		return rc;
+	}
+	return store_exec(s, "COMMIT", "commit erasure");
 }
 
 int store_suppressed_add(struct store *s, int64_t workspace_id, const uint8_t (*keys)[16],
@@ -55,18 +86,8 @@ int store_suppressed_add(struct store *s, int64_t workspace_id, const uint8_t (*
 
 	int_text(ws, sizeof(ws), workspace_id);
 	int_text(eid, sizeof(eid), erasure_id);
-	for (size_t i = 0; i < n && !rc; i++) {
-		const char *params[4] = { ws, (const char *)keys[i], types[i], eid };
-		int lengths[4] = { 0, 16, 0, 0 };
-		int formats[4] = { 0, 1, 0, 0 };
-		PGresult *res = PQexecParams(s->conn,
-			"INSERT INTO suppressed_keys (workspace_id, key, type, erasure_id)"
-			" VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-			4, NULL, params, lengths, formats, 0);
-
-		rc = store_check(s, res, PGRES_COMMAND_OK, "suppress identifier");
-		PQclear(res);
-	}
+	if (!rc)
+		rc = insert_suppressed(s, ws, keys, types, n, eid);
 	if (rc) {
 		store_exec(s, "ROLLBACK", "roll back suppress");
 		return rc;
@@ -235,7 +256,7 @@ int store_erasure_finish(struct store *s, int64_t workspace_id, int64_t erasure_
 		" pending_keys = CASE WHEN $6::text IS NULL THEN NULL ELSE pending_keys END,"
 		" pending_seqs = CASE WHEN $6::text IS NULL THEN NULL ELSE pending_seqs END"
 		" WHERE workspace_id = $1 AND erasure_id = $2 AND ($6::text IS NOT NULL OR"
-		" EXISTS (SELECT 1 FROM engine_checkpoint WHERE saved_at > erasures.requested_at))",
+		" EXISTS (SELECT 1 FROM engine_checkpoint WHERE erasure_id >= erasures.erasure_id))",
 		6, params, "finish erasure", &done);
 	return rc ? rc : done ? 0 : WEFT_ECONFLICT;
 }

@@ -301,7 +301,7 @@ int store_engine_load(struct store *s, int64_t workspace_id,
 int store_engine_save(struct store *s, const int64_t *clear_ws, size_t nclear,
 		      const struct store_page *pages, size_t n,
 		      const struct store_section_size *sizes, size_t nsizes,
-		      int64_t seq, int32_t format);
+		      int64_t seq, int32_t format, int64_t erased);
 
 /* ---- identity configuration ---- */
 
@@ -388,10 +388,13 @@ struct store_erasure_scope {
 
 /*
  * Starts an erasure's row (status running) with its scope, kept until it is
- * done so that a restart can finish it. Sets *erasure_id.
+ * done so that a restart can finish it, and with suppress puts the keys
+ * (their types in types[]) on the suppression list, in one transaction.
+ * Sets *erasure_id.
  */
 int store_erasure_create(struct store *s, int64_t workspace_id, int64_t key_id, bool suppress,
-			 const struct store_erasure_scope *scope, int64_t *erasure_id);
+			 const struct store_erasure_scope *scope, const char *const *types,
+			 int64_t *erasure_id);
 /* Puts keys (with their types) on the suppression list, in one transaction. */
 int store_suppressed_add(struct store *s, int64_t workspace_id, const uint8_t (*keys)[16],
 			 const char *const *types, size_t n, int64_t erasure_id);

@@ -45,3 +45,8 @@ CREATE TABLE erasures (
 	error text,
 	PRIMARY KEY (workspace_id, erasure_id)
 );
+
+-- The newest erasure the saved engine state had already wiped when its
+-- pages were captured: an erasure is done only once a save at or past it
+-- has committed (a restart before then wipes it again).
+ALTER TABLE engine_checkpoint ADD COLUMN erasure_id bigint NOT NULL DEFAULT 0;
