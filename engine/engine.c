@@ -503,7 +503,8 @@ static void collect_save(struct engine *e, struct engine_save *sv)
 	pthread_mutex_unlock(&e->mu);
 	if (rc) {
 		log_warn("engine_checkpoint_failed", "error=%s", weft_strerror(rc));
-		e->cp_soon = true;	/* try again at the next interval */
+		/* Again once the interval has passed (last_cp is when this one began), not at once. */
+		e->cp_retry = true;
 	} else {
 		e->cp_cost = seconds;
 	}
@@ -545,8 +546,9 @@ static void checkpoint(struct engine *e, bool force)
 	/* A command's change (a block, new rules) is saved at once, not at the next interval. */
 	if (!force && !e->cp_soon && now - e->last_cp < gap)
 		return;
-	if (e->applied == e->cp_seq && !e->cp_soon && !e->clear_all)
+	if (e->applied == e->cp_seq && !e->cp_soon && !e->clear_all && !e->cp_retry)
 		return;
+	e->cp_retry = false;
 	e->last_cp = now;
 	sv = e->store ? engine_state_capture(e, &rc) : NULL;
 	if (!sv) {
@@ -613,14 +615,16 @@ static void *engine_main(void *arg)
 	struct engine_cmd *cmds = NULL;
 	int64_t target = 0, head = 0;
 	double wait = 0.1;
-	bool stop = false, failed = false, first = true;
+	bool stop = false, failed = false, first = true, head_known = false;
 
 	if (start_up(e) == 0) {
 		int rc = store_log_head(e->store, &head);
 
-		/* Without the head, the first fed commit reveals the gap instead. */
+		/* Without the head, reads wait (not ready) until a retry reads it. */
 		if (rc)
 			log_warn("engine_log_head", "error=%s", weft_strerror(rc));
+		else
+			head_known = true;
 		target = head;
 	}
 	pthread_mutex_lock(&e->mu);
@@ -643,6 +647,11 @@ static void *engine_main(void *arg)
 		}
 		if (failed && (rc = reconnect(e)) == 0)
 			failed = false;
+		if (!rc && !head_known && e->store && store_log_head(e->store, &head) == 0) {
+			head_known = true;
+			if (head > target)
+				target = head;
+		}
 		while (!rc && pending) {
 			struct feed_batch *b = pending;
 
@@ -663,7 +672,7 @@ static void *engine_main(void *arg)
 			cmd_finish(c);
 		}
 		pthread_mutex_lock(&e->mu);
-		e->stats.caught_up = !rc && !pending;
+		e->stats.caught_up = !rc && !pending && head_known;
 		if (e->stats.caught_up)
 			e->stats.ready = true;
 		pthread_mutex_unlock(&e->mu);

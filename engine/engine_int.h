@@ -88,6 +88,7 @@ struct engine {
 	int64_t applied;		/* every event up to here is applied */
 	int64_t cp_seq;			/* the saved checkpoint */
 	bool cp_soon;			/* a command changed the state */
+	bool cp_retry;			/* the last save failed: retry at the next interval */
 	bool saving;			/* a save is with the saver thread */
 	bool clear_all;			/* the saved state is of another format: replace it */
 	bool full_diff;			/* a save failed: compare every page, not just dirty ones */
