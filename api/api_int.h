@@ -148,6 +148,15 @@ void api_profiles_segment(struct api *a, struct http_request *req);
 /* GET /v1/profiles/{type}:{value}: the whole profile; ident undecoded. */
 void api_profile_get(struct api *a, struct http_request *req, const char *ident, size_t len);
 
+/* profiles.c */
+/*
+ * Percent-decodes in[0..len) into a new string; '+' is a space when plus
+ * is true (a query string). NULL on a bad escape or a NUL byte.
+ */
+char *api_pct_decode(const char *in, size_t len, bool plus);
+/* Unix microseconds as an ISO-8601 JSON string (ingest_format_time); null for 0. */
+json_t *api_time_json(int64_t us);
+
 /* metrics.c */
 void api_metrics_reply(struct api *a, struct http_request *req);
 

@@ -301,21 +301,6 @@ static void status_run(struct worker_task *t)
 					  &s->e);
 }
 
-static json_t *time_json(double unix_s)
-{
-	char out[96];
-	time_t t = (time_t)unix_s;
-	struct tm tm;
-
-	if (unix_s <= 0)
-		return json_null();
-	gmtime_r(&t, &tm);
-	snprintf(out, sizeof(out), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-		 (int)((unix_s - (double)t) * 1000));
-	return json_string(out);
-}
-
 static void status_done(struct worker_task *t)
 {
 	struct status_task *s = (struct status_task *)t;
@@ -332,8 +317,8 @@ static void status_done(struct worker_task *t)
 		snprintf(id, sizeof(id), "ers_%lld", (long long)s->erasure_id);
 		body = json_pack("{ss ss sb so so sI sI sI sI sI so}", "erasure_id", id,
 				 "status", s->e.status, "suppress", s->e.suppress,
-				 "requested_at", time_json(s->e.requested_at),
-				 "finished_at", time_json(s->e.finished_at),
+				 "requested_at", api_time_json((int64_t)(s->e.requested_at * 1e6)),
+				 "finished_at", api_time_json((int64_t)(s->e.finished_at * 1e6)),
 				 "profiles", (json_int_t)s->e.profiles,
 				 "identifiers", (json_int_t)s->e.identifiers,
 				 "events_deleted", (json_int_t)s->e.events_deleted,

@@ -7,7 +7,6 @@
  */
 #include "api/api_int.h"
 
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +14,7 @@
 #include "engine/engine.h"
 #include "identity/identity.h"
 #include "lib/alloc.h"
+#include "lib/digest.h"
 #include "lib/err.h"
 #include "lib/log.h"
 #include "privacy/privacy.h"
@@ -53,19 +53,6 @@ bool api_engine_unready(struct api *a, struct http_request *req)
 	return false;
 }
 
-static bool type_name_ok(const char *name)
-{
-	size_t n = strlen(name);
-
-	if (n == 0 || n > IDENTITY_TYPE_NAME_MAX)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (!((name[i] >= 'a' && name[i] <= 'z') || (name[i] >= '0' && name[i] <= '9') ||
-		      name[i] == '_' || name[i] == '.' || name[i] == '-'))
-			return false;
-	return true;
-}
-
 /* The key ingest gives value as an identifier of type; false if it normalises to nothing. */
 static bool identifier_key(const struct api_workspace *w, const char *type, const char *value,
 			   size_t len, uint8_t key[IDENTITY_KEY_BYTES])
@@ -77,17 +64,6 @@ static bool identifier_key(const struct api_workspace *w, const char *type, cons
 		privacy_identifier_key(w->hasher, type, norm, nlen, key);
 	free(norm);
 	return nlen > 0;
-}
-
-static void hex16(const uint8_t *key, char out[33])
-{
-	static const char hex[] = "0123456789abcdef";
-
-	for (int i = 0; i < 16; i++) {
-		out[2 * i] = hex[key[i] >> 4];
-		out[2 * i + 1] = hex[key[i] & 15];
-	}
-	out[32] = '\0';
 }
 
 static json_t *profile_id_json(uint64_t pid)
@@ -238,7 +214,7 @@ static void block_done(struct engine_cmd *c)
 		free(b);
 		return;
 	}
-	hex16(b->key, hex);
+	hex_encode(b->key, 16, hex);
 
 	json_t *body = json_pack("{ss ss sb s{so sI sI}}", "type", b->type, "key", hex,
 				 "blocked", 1, "split",
@@ -278,7 +254,7 @@ void api_identity_blocked(struct api *a, struct http_request *req)
 		json_decref(doc);
 		return;
 	}
-	if (!type_name_ok(type) || strcmp(type, "group_id") == 0) {
+	if (!identity_type_name_ok(type) || strcmp(type, "group_id") == 0) {
 		http_reply_json_error(req, 400, "invalid_type",
 				      "type must be an identifier type (1 to 63 characters of a-z, "
 				      "0-9, '_', '.', '-'; not group_id)");
@@ -363,7 +339,7 @@ static int brief_row(void *arg, int64_t seq, const char *message_id, const char 
 			continue;
 		item->message_id = xstrdup(message_id);
 		item->carried = json_array();
-		hex16(item->x.key, hex);
+		hex_encode(item->x.key, 16, hex);
 		json_array_foreach(ids, i, it) {
 			const char *v = json_string_value(json_object_get(it, "value"));
 			const char *k = json_string_value(json_object_get(it, "key"));
@@ -399,7 +375,7 @@ static json_t *item_json(const struct hist_item *item)
 	char hex[33];
 	json_t *o = json_object(), *id = json_object();
 
-	hex16(x->key, hex);
+	hex_encode(x->key, 16, hex);
 	json_object_set_new(o, "kind", json_string(kind_names[x->kind]));
 	json_object_set_new(o, "reason", json_string(reason_names[x->reason]));
 	json_object_set_new(o, "profile_id", profile_id_json(x->profile_id));
@@ -457,41 +433,16 @@ static void hist_done(struct worker_task *t)
 	free(h);
 }
 
-/* Percent-decodes a path segment into out (len + 1 bytes); false on a bad escape or NUL. */
-static bool pct_decode(const char *in, size_t len, char *out)
-{
-	size_t o = 0;
-
-	for (size_t i = 0; i < len; i++) {
-		if (in[i] != '%') {
-			out[o++] = in[i];
-			continue;
-		}
-
-		unsigned v;
-
-		if (i + 2 >= len)
-			return false;
-		if (sscanf(in + i + 1, "%2x", &v) != 1 || !isxdigit((unsigned char)in[i + 1]) ||
-		    !isxdigit((unsigned char)in[i + 2]) || v == 0)
-			return false;
-		out[o++] = (char)v;
-		i += 2;
-	}
-	out[o] = '\0';
-	return true;
-}
-
 int api_resolve_profile(struct api *a, const struct api_workspace *w,
 			const struct identity_graph *g, const char *ident, size_t len,
 			uint64_t *profile_id, const char **error)
 {
-	char *text = xmalloc(len + 1), *colon;
+	char *text = api_pct_decode(ident, len, false), *colon;
 	int rc = 0;
 
 	*profile_id = 0;
 	(void)a;
-	if (!pct_decode(ident, len, text) || !(colon = strchr(text, ':')) || colon == text) {
+	if (!text || !(colon = strchr(text, ':')) || colon == text) {
 		*error = "identify the profile as {type}:{value}, e.g. email:jane@example.com or "
 			 "profile_id:prf_12";
 		free(text);
@@ -509,7 +460,7 @@ int api_resolve_profile(struct api *a, const struct api_workspace *w,
 		} else if (g) {
 			*profile_id = identity_graph_resolve(g, id);
 		}
-	} else if (!type_name_ok(text)) {
+	} else if (!identity_type_name_ok(text)) {
 		*error = "unknown identifier type";
 		rc = WEFT_EINVAL;
 	} else if (g) {

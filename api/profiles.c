@@ -21,6 +21,7 @@
 #include "engine/engine.h"
 #include "identity/identity.h"
 #include "lib/alloc.h"
+#include "lib/digest.h"
 #include "lib/err.h"
 #include "lib/jsonw.h"
 #include "lib/log.h"
@@ -112,17 +113,6 @@ struct ptask {
 
 /* ---- small helpers ---- */
 
-static void hex16(const uint8_t *key, char out[33])
-{
-	static const char hex[] = "0123456789abcdef";
-
-	for (int i = 0; i < 16; i++) {
-		out[2 * i] = hex[key[i] >> 4];
-		out[2 * i + 1] = hex[key[i] & 15];
-	}
-	out[32] = '\0';
-}
-
 static json_t *pid_json(uint64_t pid)
 {
 	char s[32];
@@ -131,7 +121,7 @@ static json_t *pid_json(uint64_t pid)
 	return json_string(s);
 }
 
-static json_t *time_json(int64_t us)
+json_t *api_time_json(int64_t us)
 {
 	char s[40];
 
@@ -163,11 +153,7 @@ static int hexval(int c)
 	return -1;
 }
 
-/*
- * Percent-decodes in[0..len) into a new string; '+' is a space when plus
- * is true (a query string). NULL on a bad escape or a NUL byte.
- */
-static char *pct_decode(const char *in, size_t len, bool plus)
+char *api_pct_decode(const char *in, size_t len, bool plus)
 {
 	char *out = xmalloc(len + 1);
 	size_t o = 0;
@@ -316,8 +302,8 @@ static const char *params_parse(enum kind kind, const char *query, struct params
 
 		if (klen > len)
 			klen = len;
-		k = pct_decode(s, klen, true);
-		v = pct_decode(s + klen + (klen < len), len - klen - (klen < len), true);
+		k = api_pct_decode(s, klen, true);
+		v = api_pct_decode(s + klen + (klen < len), len - klen - (klen < len), true);
 		s += len + (s[len] == '&');
 		if (!k || !v || !utf8_ok(k) || !utf8_ok(v)) {
 			err = "the query string has a bad percent-escape or is not UTF-8";
@@ -675,7 +661,7 @@ static bool page_accounts(struct ptask *p)
 	if (to < p->naccts) {
 		char text[40], hex[33];
 
-		hex16(p->accts[to].key, hex);
+		hex_encode(p->accts[to].key, 16, hex);
 		snprintf(text, sizeof(text), "l:%s", hex);
 		p->more = true;
 		p->next = cursor_encode(text);
@@ -746,7 +732,7 @@ static void fill_items(struct item *items, size_t n, const struct store_event_ro
 
 		if (x->read || x->seq != row->seq)
 			continue;
-		hex16(x->key, hex);
+		hex_encode(x->key, 16, hex);
 		json_array_foreach(ids, i, it) {
 			const char *type = json_string_value(json_object_get(it, "type"));
 			const char *key = json_string_value(json_object_get(it, "key"));
@@ -834,7 +820,7 @@ static json_t *shown_value(const struct item *x)
 
 	if (x->value)
 		return json_string(x->value);
-	hex16(x->key, hex);
+	hex_encode(x->key, 16, hex);
 	return json_string(hex);
 }
 
@@ -852,7 +838,7 @@ static json_t *trait_value(const struct profile_trait *t)
 	return v ? v : json_null();
 }
 
-/* A time as JSON text: a string as time_json() gives it, or null. */
+/* A time as JSON text: a string as api_time_json() gives it, or null. */
 static void time_text(struct buf *b, int64_t us)
 {
 	char s[40];
@@ -925,7 +911,7 @@ static json_t *external_ids_body(struct ptask *p)
 
 		json_array_append_new(data, json_pack("{so ss so ss so ss so}",
 			"id", shown_value(x), "type", x->type, "source_id", source_json(x->key_id),
-			"collection", "users", "created_at", time_json(x->first_us),
+			"collection", "users", "created_at", api_time_json(x->first_us),
 			"encoding", "none", "first_message_id",
 			x->message_id ? json_string(x->message_id) : json_null()));
 	}
@@ -942,7 +928,7 @@ static json_t *links_body(struct ptask *p)
 		json_array_append_new(data, json_pack("{ss s[{so ss so ss so ss}]}",
 			"to_collection", "accounts", "external_ids",
 			"id", shown_value(x), "type", "group_id", "source_id", source_json(x->key_id),
-			"collection", "accounts", "created_at", time_json(x->ts_us),
+			"collection", "accounts", "created_at", api_time_json(x->ts_us),
 			"encoding", "none"));
 	}
 	return json_pack("{so so}", "data", data, "cursor", cursor_json(p, p->more, p->next));
@@ -1081,8 +1067,8 @@ static int metadata_body(struct ptask *p, json_t **out)
 
 	if (!rc)
 		*out = json_pack("{s{so so so so so so so}}", "metadata",
-			"created_at", time_json(p->view.first_seen_us),
-			"updated_at", time_json(p->view.last_seen_us),
+			"created_at", api_time_json(p->view.first_seen_us),
+			"updated_at", api_time_json(p->view.last_seen_us),
 			"expires_at", json_null(),
 			"first_message_id", m[0].message_id ? json_string(m[0].message_id) :
 							      json_null(),
@@ -1118,11 +1104,11 @@ static json_t *profile_body(struct ptask *p)
 	for (size_t i = 0; i < p->nids; i++) {
 		const struct item *x = &p->ids[i];
 
-		hex16(x->key, hex);
+		hex_encode(x->key, 16, hex);
 		json_array_append_new(ids, json_pack("{ss so ss so so so so}",
 			"type", x->type, "value", x->value ? json_string(x->value) : json_null(),
-			"key", hex, "first_seen", time_json(x->first_us),
-			"last_seen", time_json(x->last_us), "source_id", source_json(x->key_id),
+			"key", hex, "first_seen", api_time_json(x->first_us),
+			"last_seen", api_time_json(x->last_us), "source_id", source_json(x->key_id),
 			"first_message_id", x->message_id ? json_string(x->message_id) :
 							    json_null()));
 	}
@@ -1132,7 +1118,7 @@ static json_t *profile_body(struct ptask *p)
 	for (size_t i = 0; i < p->naccts; i++) {
 		const struct item *x = &p->accts[i];
 
-		hex16(x->key, hex);
+		hex_encode(x->key, 16, hex);
 		json_array_append_new(accounts, json_pack("{so ss so}",
 			"group_id", x->value ? json_string(x->value) : json_null(), "key", hex,
 			"traits", traits_object(x->account->traits, x->account->ntraits)));
@@ -1141,7 +1127,7 @@ static json_t *profile_body(struct ptask *p)
 		"profile_id", pid_json(p->pid), "absorbed_ids", absorbed,
 		"traits", traits_object(v->traits, v->ntraits), "identifiers", ids,
 		"counters", "events", (json_int_t)v->events,
-		"first_seen", time_json(v->first_seen_us), "last_seen", time_json(v->last_seen_us),
+		"first_seen", api_time_json(v->first_seen_us), "last_seen", api_time_json(v->last_seen_us),
 		"by_event", by_event,
 		"accounts", accounts, "computed_traits", "audiences");
 }
@@ -1277,7 +1263,7 @@ static void profile_request(struct api *a, struct http_request *req, enum kind k
 		return;
 	}
 	if (space) {
-		p->space = pct_decode(space, space_len, false);
+		p->space = api_pct_decode(space, space_len, false);
 		if (!p->space || !space_name_ok(p->space)) {
 			http_reply_json_error(req, 404, "not_found", NOT_FOUND);
 			ptask_free(p);

@@ -45,22 +45,6 @@ static int get_uint(json_t *obj, const char *key, const char *where, json_int_t 
 	return 0;
 }
 
-static bool type_name_ok(const char *name)
-{
-	size_t n = strlen(name);
-
-	if (n == 0 || n > IDENTITY_TYPE_NAME_MAX)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char c = name[i];
-
-		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
-		      c == '.' || c == '-'))
-			return false;
-	}
-	return true;
-}
-
 static int parse_type(struct identity_rules *r, const char *name, json_t *spec, char *err,
 		      size_t errlen)
 {
@@ -71,7 +55,7 @@ static int parse_type(struct identity_rules *r, const char *name, json_t *spec, 
 	int t;
 
 	snprintf(where, sizeof(where), "types.%s.", name);
-	if (!type_name_ok(name))
+	if (!identity_type_name_ok(name))
 		return fail(err, errlen, "types.%s: a type name is 1 to %d characters of a-z, 0-9, "
 			    "'_', '.' and '-'", name, IDENTITY_TYPE_NAME_MAX);
 	if (strcmp(name, "group_id") == 0)

@@ -174,6 +174,13 @@ void identity_graph_free(struct identity_graph *g);
  * The engine interns types in log order, so ids are deterministic too.
  */
 int identity_graph_type(struct identity_graph *g, const char *name);
+/*
+ * True if name may name a type in rules and requests: 1 to
+ * IDENTITY_TYPE_NAME_MAX characters of a-z, 0-9, '_', '.', '-' (the form
+ * ingest gives identifier types).
+ */
+bool identity_type_name_ok(const char *name);
+
 /* The id of type name without interning it: WEFT_ENOTFOUND if the graph never saw it. */
 int identity_graph_type_find(const struct identity_graph *g, const char *name);
 /* The name of type id, or NULL if there is no such type. */

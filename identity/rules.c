@@ -347,3 +347,19 @@ int identity_graph_type_find(const struct identity_graph *g, const char *name)
 	return find_type(&g->rules, name, len) >= 0 ? find_type(&g->rules, name, len) :
 						       WEFT_ENOTFOUND;
 }
+
+bool identity_type_name_ok(const char *name)
+{
+	size_t n = strnlen(name, IDENTITY_TYPE_NAME_MAX + 1);
+
+	if (n == 0 || n > IDENTITY_TYPE_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = name[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
+		      c == '-'))
+			return false;
+	}
+	return true;
+}

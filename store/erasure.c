@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "lib/alloc.h"
+#include "lib/digest.h"
 #include "lib/err.h"
 #include "lib/log.h"
 
@@ -98,17 +99,14 @@ int store_suppressed_add(struct store *s, int64_t workspace_id, const uint8_t (*
 /* The keys as a text array literal of 32-character hex strings, as events.identifiers has them. */
 static char *hex_array(const uint8_t *keys, size_t n)
 {
-	static const char hex[] = "0123456789abcdef";
 	char *out = xmalloc(n * 33 + 3), *p = out;
 
 	*p++ = '{';
 	for (size_t i = 0; i < n; i++) {
 		if (i)
 			*p++ = ',';
-		for (int b = 0; b < 16; b++) {
-			*p++ = hex[keys[16 * i + b] >> 4];
-			*p++ = hex[keys[16 * i + b] & 15];
-		}
+		hex_encode(keys + 16 * i, 16, p);
+		p += 32;
 	}
 	*p++ = '}';
 	*p = '\0';
