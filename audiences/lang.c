@@ -26,6 +26,7 @@
 #include <strings.h>
 
 #include "lib/alloc.h"
+#include "lib/buf.h"
 #include "lib/err.h"
 
 #define US_PER_HOUR INT64_C(3600000000)
@@ -132,43 +133,15 @@ struct parser {
  */
 static size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
 {
-	size_t len;
-	unsigned lo = 0x80, hi = 0xbf;
+	static const unsigned char lead_bits[5] = { 0, 0x7f, 0x1f, 0x0f, 0x07 };
+	size_t len = s[0] < 0x80 ? 1 : buf_utf8_seq(s, n);
 	uint32_t c;
 
-	if (s[0] < 0x80) {
-		*cp = s[0];
-		return 1;
-	}
-	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
-		len = 2;
-		c = s[0] & 0x1f;
-	} else if (s[0] >= 0xe0 && s[0] <= 0xef) {
-		len = 3;
-		c = s[0] & 0x0f;
-	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-		len = 4;
-		c = s[0] & 0x07;
-	} else {
+	if (!len)
 		return 0;
-	}
-	if (n < len)
-		return 0;
-	if (s[0] == 0xe0)
-		lo = 0xa0;
-	else if (s[0] == 0xed)
-		hi = 0x9f;
-	else if (s[0] == 0xf0)
-		lo = 0x90;
-	else if (s[0] == 0xf4)
-		hi = 0x8f;
-	if (s[1] < lo || s[1] > hi)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if (s[i] < 0x80 || s[i] > 0xbf)
-			return 0;
+	c = s[0] & lead_bits[len];
+	for (size_t i = 1; i < len; i++)
 		c = c << 6 | (s[i] & 0x3f);
-	}
 	*cp = c;
 	return len;
 }
