@@ -307,6 +307,18 @@ static void handle(struct http_request *req, void *arg)
 			return;
 		}
 	}
+	if (strncmp(path, "/v1/audiences", 13) == 0 && (!path[13] || path[13] == '/')) {
+		api_definitions(a, req, STORE_DEF_AUDIENCE, path + 13);
+		return;
+	}
+	if (strncmp(path, "/v1/computed-traits", 19) == 0 && (!path[19] || path[19] == '/')) {
+		api_definitions(a, req, STORE_DEF_COMPUTED_TRAIT, path + 19);
+		return;
+	}
+	if (strcmp(path, "/v1/admin/clock") == 0) {
+		api_clock(a, req);
+		return;
+	}
 	if (strncmp(path, "/v1/spaces/", 11) == 0) {
 		api_profiles_segment(a, req);
 		return;

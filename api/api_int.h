@@ -160,6 +160,11 @@ json_t *api_time_json(int64_t us);
 /* metrics.c */
 void api_metrics_reply(struct api *a, struct http_request *req);
 
+/* api/audiences.c: rest is the path after /v1/audiences or /v1/computed-traits. */
+void api_definitions(struct api *a, struct http_request *req, enum store_def_kind kind,
+		     const char *rest);
+void api_clock(struct api *a, struct http_request *req);
+
 /* api.c */
 void api_reply_json(struct http_request *req, int status, json_t *body);
 

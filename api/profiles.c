@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "audiences/space.h"
 #include "engine/engine.h"
 #include "identity/identity.h"
 #include "lib/alloc.h"
@@ -53,7 +54,8 @@ static const char *const kind_names[] = {
 struct params {
 	size_t limit;
 	bool verbose;
-	bool klass;		/* class=computed_trait or audience: none exist yet */
+	bool klass;		/* class=computed_trait or audience */
+	bool klass_audience;	/* class=audience */
 	bool ascending;		/* sort=asc */
 	int64_t start_us, end_us;	/* INT64_MIN, INT64_MAX: no bound */
 	char **include, **exclude;	/* NULL: no filter */
@@ -88,6 +90,8 @@ struct ptask {
 	uint64_t pid;
 	struct params p;
 	struct profile_view view;	/* empty if the store has nothing of the profile */
+	json_t *computed;	/* {key: value} of the computed traits (K_PROFILE, class=) */
+	json_t *audiences;	/* [keys] of its audiences */
 	struct item *ids, *accts;
 	size_t nids, naccts;
 	bool more;		/* external_ids, links: the list goes on after the page */
@@ -326,6 +330,7 @@ static const char *params_parse(enum kind kind, const char *query, struct params
 			if (strcmp(v, "computed_trait") && strcmp(v, "audience"))
 				err = "class must be computed_trait or audience";
 			p->klass = true;
+			p->klass_audience = strcmp(v, "audience") == 0;
 		} else if (strcmp(k, "include") == 0 &&
 			   (kind == K_TRAITS || kind == K_EXTERNAL_IDS || kind == K_EVENTS)) {
 			if (!add_names(&p->include, &p->ninclude, v)) {
@@ -400,6 +405,8 @@ static void ptask_free(struct ptask *p)
 	free(p->seqs);
 	free(p->body);
 	json_decref(p->events);
+	json_decref(p->computed);
+	json_decref(p->audiences);
 	free(p);
 }
 
@@ -871,6 +878,29 @@ static char *traits_body(struct ptask *p)
 	if (p->p.next)
 		while (i < v->ntraits && strcmp(v->traits[i].name, p->p.next) < 0)
 			i++;
+	if (p->p.klass) {
+		/* Computed traits (their values) or audiences (true), by key. */
+		const char *k;
+		json_t *val, *shown_obj = json_object();
+		size_t idx;
+
+		if (p->p.klass_audience) {
+			json_array_foreach(p->audiences, idx, val)
+				json_object_set_new(shown_obj, json_string_value(val), json_true());
+		} else {
+			json_object_update(shown_obj, p->computed);
+		}
+		json_object_foreach(shown_obj, k, val) {
+			if (p->p.include && !listed(p->p.include, p->p.ninclude, k))
+				continue;
+			if (shown++)
+				buf_addc(&b, ',');
+			buf_add_json_jstring(&b, k, strlen(k));
+			buf_addc(&b, ':');
+			buf_add_json(&b, val);
+		}
+		json_decref(shown_obj);
+	}
 	for (; !p->p.klass && i < v->ntraits; i++) {
 		const struct profile_trait *t = &v->traits[i];
 
@@ -1123,13 +1153,14 @@ static json_t *profile_body(struct ptask *p)
 			"group_id", x->value ? json_string(x->value) : json_null(), "key", hex,
 			"traits", traits_object(x->account->traits, x->account->ntraits)));
 	}
-	return json_pack("{so so so so s{sI so so so} so s{} s[]}",
+	return json_pack("{so so so so s{sI so so so} so so so}",
 		"profile_id", pid_json(p->pid), "absorbed_ids", absorbed,
 		"traits", traits_object(v->traits, v->ntraits), "identifiers", ids,
 		"counters", "events", (json_int_t)v->events,
 		"first_seen", api_time_json(v->first_seen_us), "last_seen", api_time_json(v->last_seen_us),
 		"by_event", by_event,
-		"accounts", accounts, "computed_traits", "audiences");
+		"accounts", accounts, "computed_traits", json_incref(p->computed),
+		"audiences", json_incref(p->audiences));
 }
 
 /* ---- running and replying ---- */
@@ -1296,6 +1327,17 @@ static void profile_request(struct api *a, struct http_request *req, enum kind k
 		http_reply_json_error(req, 404, "not_found", NOT_FOUND);
 		ptask_free(p);
 		return;
+	}
+	if (kind == K_PROFILE || (kind == K_TRAITS && p->p.klass)) {
+		const struct audience_space *as = engine_audiences(a->engine, key->workspace_id);
+
+		if (as) {
+			audience_space_profile(as, p->pid, engine_clock(a->engine), &p->computed,
+					       &p->audiences);
+		} else {
+			p->computed = json_object();
+			p->audiences = json_array();
+		}
 	}
 	/* A profile the store holds nothing of yet reads as empty. */
 	if (ps && kind == K_TRAITS)

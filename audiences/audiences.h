@@ -265,6 +265,9 @@ struct audience_computed {
 					   of an AUDIENCE_EVENT node with a where() */
 	uint32_t window;		/* 0: all time; else how many units, as within() */
 	enum audience_unit unit;
+	/* between(): only events with from_us <= timestamp < to_us count (window must be 0). */
+	bool between;
+	int64_t from_us, to_us;
 };
 
 /*
@@ -273,6 +276,13 @@ struct audience_computed {
  * rules"). id must be a property condition (PROPERTY, AND, OR, NOT).
  */
 bool audience_where_match(const struct audience_expr *e, uint32_t id, const json_t *properties);
+
+/*
+ * True when the value v (NULL: absent) passes the test of node id of e (a
+ * TRAIT, COMPUTED or PROPERTY node, or an EVENT node's comparison of its
+ * aggregate) by the same type rules.
+ */
+bool audience_value_test(const struct audience_expr *e, uint32_t id, const json_t *v);
 
 /*
  * A state is a byte blob; no bytes at all is a profile with no matching

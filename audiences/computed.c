@@ -94,13 +94,9 @@ static bool compare(const struct audience_expr *e, const json_t *v, enum audienc
 	return false;
 }
 
-static bool property_test(const struct audience_expr *e, const struct audience_node *n,
-			  const json_t *properties)
+static bool value_test(const struct audience_expr *e, const struct audience_node *n,
+		       const json_t *v)
 {
-	const json_t *v = NULL;
-
-	if (json_is_object(properties))
-		v = json_object_get(properties, audience_expr_str(e, n->name, NULL));
 	if (n->op == AUDIENCE_EXISTS)
 		return v && !json_is_null(v);
 	if (!v)
@@ -125,6 +121,21 @@ static bool property_test(const struct audience_expr *e, const struct audience_n
 		return false;
 	}
 	return compare(e, v, n->op, audience_expr_lit(e, n->lit));
+}
+
+bool audience_value_test(const struct audience_expr *e, uint32_t id, const json_t *v)
+{
+	return value_test(e, audience_expr_node(e, id), v);
+}
+
+static bool property_test(const struct audience_expr *e, const struct audience_node *n,
+			  const json_t *properties)
+{
+	const json_t *v = NULL;
+
+	if (json_is_object(properties))
+		v = json_object_get(properties, audience_expr_str(e, n->name, NULL));
+	return value_test(e, n, v);
 }
 
 /* Recursion is bounded by AUDIENCE_MAX_DEPTH, which the parser enforces. */
@@ -648,6 +659,7 @@ int audience_computed_apply(const struct audience_computed *def, struct buf *sta
 	cstate_expire(def, &cs, now_us);
 	use = strcmp(event_name, def->event) == 0 &&
 	      (!def->where_expr || audience_where_match(def->where_expr, def->where, properties)) &&
+	      (!def->between || (ts_us >= def->from_us && ts_us < def->to_us)) &&
 	      bucket_of(def, ts_us) > expired_up_to(def, now_us) &&
 	      event_bucket(def, properties, ts_us, &ev, &one, &text);
 	if (use)

@@ -8,9 +8,11 @@
 #define _GNU_SOURCE	/* memmem */
 #include "engine/engine_int.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/alloc.h"
 #include "lib/err.h"
 #include "lib/log.h"
 
@@ -53,6 +55,27 @@ static int decode(const char *tuple, size_t len, struct row *r)
 		r->name[n] = '\0';
 		r->has_name = true;
 	}
+	return 0;
+}
+
+const char *engine_call_name(int call)
+{
+	return call >= 0 && call <= PROFILE_ALIAS ? call_names[call] : "track";
+}
+
+int engine_row_brief(const char *tuple, size_t len, int64_t *ws, int64_t *seq, int64_t *ts_us,
+		     char name[256], const char **payload, size_t *payload_len)
+{
+	struct row r;
+
+	if (decode(tuple, len, &r))
+		return WEFT_EINVAL;
+	*ws = r.ws;
+	*seq = r.seq;
+	*ts_us = r.ts_us;
+	snprintf(name, 256, "%s", r.has_name ? r.name : call_names[r.call]);
+	*payload = r.payload;
+	*payload_len = r.payload_len;
 	return 0;
 }
 
@@ -116,20 +139,30 @@ static int parse_ids(struct identity_graph *g, const struct row *r, struct ident
 /*
  * What the profile store needs from the payload: the user's traits
  * (context.traits, then an identify's traits over them) and a group call's
- * account traits. The payload is only parsed when it can hold any.
+ * account traits; and what the audiences need: the properties, if an
+ * aggregate reads events of this name (want_props). The payload is only
+ * parsed when it can hold any of that.
  */
 struct traits {
 	json_t *root, *user, *account;
+	const json_t *props;
 };
 
-static void read_traits(const struct row *r, struct traits *t)
+static const char *row_name(const struct row *r)
+{
+	return r->has_name ? r->name : call_names[r->call];
+}
+
+static void read_traits(const struct row *r, struct traits *t, bool want_props)
 {
 	json_t *ctx_traits, *traits;
 
 	memset(t, 0, sizeof(*t));
-	if (!memmem(r->payload, r->payload_len, "\"traits\"", 8))
+	if (!want_props && !memmem(r->payload, r->payload_len, "\"traits\"", 8))
 		return;
 	t->root = json_loadb(r->payload, r->payload_len, 0, NULL);
+	if (want_props)
+		t->props = json_object_get(t->root, "properties");
 	ctx_traits = json_object_get(json_object_get(t->root, "context"), "traits");
 	traits = json_object_get(t->root, "traits");
 	if (r->call == PROFILE_GROUP) {
@@ -154,9 +187,12 @@ static void release_traits(struct traits *t)
 	json_decref(t->root);
 }
 
-/* Records the event on profile pid (0: nothing to record). */
+/*
+ * Records the event on profile pid (0: nothing to record), and on its
+ * audiences' aggregates, evaluating them if evaluate.
+ */
 static void record(struct engine_ws *w, const struct row *r, const struct identity_ident *ids,
-		   size_t n, uint64_t pid, const struct traits *t)
+		   size_t n, uint64_t pid, const struct traits *t, int64_t now_us, bool evaluate)
 {
 	struct profile_event pe = {
 		.seq = r->seq, .ts_us = r->ts_us, .call = r->call,
@@ -174,6 +210,9 @@ static void record(struct engine_ws *w, const struct row *r, const struct identi
 		log_warn("profile_limit", "workspace=%lld seq=%lld msg=\"a trait or the profile "
 			 "was too big; the rest of the event was kept\"", (long long)r->ws,
 			 (long long)r->seq);
+	if (pid)
+		audience_space_event(w->as, w->ps, pid, r->seq, r->ts_us, row_name(r), t->props,
+				     t->user, now_us, evaluate);
 }
 
 void engine_apply_tuple(struct engine *e, const char *tuple, size_t len)
@@ -186,6 +225,7 @@ void engine_apply_tuple(struct engine *e, const char *tuple, size_t len)
 	const uint32_t *absorbed;
 	size_t nabsorbed;
 	uint64_t pid = 0;
+	int64_t now_us;
 	int n, rc;
 
 	if (decode(tuple, len, &r)) {
@@ -199,7 +239,9 @@ void engine_apply_tuple(struct engine *e, const char *tuple, size_t len)
 	ev.ts_us = r.ts_us;
 	ev.ref = (uint64_t)r.seq;
 	ev.alias = r.call == PROFILE_ALIAS;
-	read_traits(&r, &t);	/* before the lock: it needs nothing shared */
+	/* Before the lock: only this thread changes the definitions wants() reads. */
+	read_traits(&r, &t, audience_space_wants(w->as, row_name(&r), false));
+	now_us = engine_clock_us(e);
 	pthread_rwlock_wrlock(&e->rw);
 	n = parse_ids(w->g, &r, ids);
 	if (n < 0) {
@@ -222,8 +264,10 @@ void engine_apply_tuple(struct engine *e, const char *tuple, size_t len)
 		pid = 0;
 	}
 	nabsorbed = identity_graph_last_absorbed(w->g, &absorbed);
-	for (size_t i = 0; !rc && i < nabsorbed; i++)
+	for (size_t i = 0; !rc && i < nabsorbed; i++) {
 		profile_store_merge(w->ps, pid, absorbed[i]);
+		audience_space_merge(w->as, w->ps, pid, absorbed[i], r.seq, now_us);
+	}
 	for (size_t i = 0; i < ev.n; i++) {
 		uint32_t node = ids[i].blocked ? 0 : identity_graph_node(w->g, ids[i].type,
 									  ids[i].key);
@@ -231,7 +275,7 @@ void engine_apply_tuple(struct engine *e, const char *tuple, size_t len)
 		if (node)
 			profile_store_saw_identifier(w->ps, node, r.seq, r.ts_us);
 	}
-	record(w, &r, ids, ev.n, pid, &t);
+	record(w, &r, ids, ev.n, pid, &t, now_us, true);
 	pthread_rwlock_unlock(&e->rw);
 	release_traits(&t);
 	w->applied = r.seq;
@@ -268,6 +312,9 @@ static uint64_t attribute(const struct identity_graph *g, const struct identity_
 struct reattribute {
 	struct engine *e;
 	struct engine_ws *w;
+	int64_t now_us;
+	uint64_t *pids;		/* the profiles events went to, for evaluation */
+	size_t npids, cap;
 };
 
 static int reattribute_row(void *arg, const char *tuple, size_t len)
@@ -280,26 +327,53 @@ static int reattribute_row(void *arg, const char *tuple, size_t len)
 
 	if (decode(tuple, len, &r))
 		return 0;
-	read_traits(&r, &t);
+	read_traits(&r, &t, audience_space_wants(ra->w->as, row_name(&r), false));
 	n = parse_ids(ra->w->g, &r, ids);
-	if (n > 0)
-		record(ra->w, &r, ids, (size_t)n, attribute(ra->w->g, ids, (size_t)n), &t);
+	if (n > 0) {
+		uint64_t pid = attribute(ra->w->g, ids, (size_t)n);
+
+		record(ra->w, &r, ids, (size_t)n, pid, &t, ra->now_us, false);
+		if (pid && (!ra->npids || ra->pids[ra->npids - 1] != pid)) {
+			if (ra->npids == ra->cap) {
+				ra->cap = ra->cap ? 2 * ra->cap : 16;
+				ra->pids = xrealloc(ra->pids, xmul(ra->cap, sizeof(*ra->pids)));
+			}
+			ra->pids[ra->npids++] = pid;
+		}
+	}
 	release_traits(&t);
 	return 0;
 }
 
+static int u64_cmp(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return (x > y) - (x < y);
+}
+
 int engine_split_profiles(struct engine *e, struct engine_ws *w, uint64_t old_profile)
 {
-	struct reattribute ra = { e, w };
+	struct reattribute ra = { e, w, engine_clock_us(e), NULL, 0, 0 };
 	size_t n;
 	int64_t *seqs = profile_store_forget(w->ps, old_profile, &n);
 	int rc = 0;
 
+	audience_space_forget(w->as, old_profile, false);
 	/* Each event goes back to the part that now holds it, in log order. */
 	if (n)
 		rc = e->store ? store_log_read_seqs(e->store, w->id, seqs, n, reattribute_row, &ra) :
 				WEFT_EUNAVAIL;
 	free(seqs);
+	/* Then each part, and what is left of the old profile, is evaluated once. */
+	if (ra.npids > 1)
+		qsort(ra.pids, ra.npids, sizeof(*ra.pids), u64_cmp);
+	audience_space_evaluate(w->as, w->ps, old_profile, 0, ra.now_us, AUDIENCE_CAUSE_SPLIT);
+	for (size_t i = 0; i < ra.npids; i++)
+		if (ra.pids[i] != old_profile && (!i || ra.pids[i] != ra.pids[i - 1]))
+			audience_space_evaluate(w->as, w->ps, ra.pids[i], 0, ra.now_us,
+						AUDIENCE_CAUSE_SPLIT);
+	free(ra.pids);
 	return rc;
 }
 

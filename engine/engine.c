@@ -85,6 +85,7 @@ struct engine_ws *engine_ws_find(struct engine *e, int64_t id, bool create)
 	e->ws[lo].id = id;
 	e->ws[lo].g = g;
 	e->ws[lo].ps = profile_store_new();
+	e->ws[lo].as = audience_space_new();
 	e->nws++;
 	pthread_rwlock_unlock(&e->rw);
 	return &e->ws[lo];
@@ -94,6 +95,9 @@ void engine_ws_release(struct engine_ws *w)
 {
 	identity_graph_free(w->g);
 	profile_store_free(w->ps);
+	audience_space_free(w->as);
+	buf_release(&w->as_buf);
+	buf_release(&w->as_snap);
 	engine_ws_release_filters(w);
 	for (int s = 0; s < ENGINE_SECTIONS; s++)
 		free(w->saved[s].hash);
@@ -686,6 +690,7 @@ static void *engine_main(void *arg)
 			continue;
 		}
 		wait = 0.1;
+		engine_audiences_tick(e);
 		checkpoint(e, stop);
 		refresh_stats(e);
 		if (stop)
@@ -767,6 +772,7 @@ void engine_free(struct engine *e)
 	free(e->ws);
 	buf_release(&e->hdr);
 	buf_release(&e->hdr2);
+	free(e->erased_pids);
 	store_free(e->store);
 	pthread_rwlock_destroy(&e->rw);
 	pthread_mutex_destroy(&e->mu);

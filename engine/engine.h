@@ -145,6 +145,37 @@ int64_t engine_applied_seq(struct engine *e);
 /* For run(): asks for a checkpoint as soon as the command is done. */
 void engine_checkpoint_soon(struct engine *e);
 
+/* ---- audiences and computed traits (audiences.c) ---- */
+
+struct audience_space;
+/* The workspace's audiences (NULL if none yet); as engine_graph. */
+const struct audience_space *engine_audiences(struct engine *e, int64_t workspace_id);
+/* The time audiences are evaluated at, in microseconds since 1970 (any thread). */
+int64_t engine_clock(struct engine *e);
+/*
+ * For run(): moves the engine's clock to now_us (tests of sliding
+ * windows: docs/api.md, "Test clock") and slides the windows at once.
+ */
+void engine_clock_set(struct engine *e, int64_t now_us);
+/*
+ * For run(): creates (create) or replaces a computed trait or audience:
+ * checks it against the workspace's others, saves it, installs it,
+ * replays the log into what it needs and evaluates it for every profile.
+ * Returns 0 (*id set), WEFT_EINVAL or WEFT_ETOOBIG (err says why),
+ * WEFT_ECONFLICT (create: the key exists), WEFT_ENOTFOUND (replace: it
+ * does not), or the database's error.
+ */
+int engine_audience_define(struct engine *e, int64_t workspace_id, enum store_def_kind kind,
+			   const char *key, const char *name, const char *definition, bool create,
+			   int64_t *id, char *err, size_t errlen);
+/* For run(): removes one: 0, WEFT_ENOTFOUND, WEFT_ECONFLICT (err: what uses it). */
+int engine_audience_remove(struct engine *e, int64_t workspace_id, enum store_def_kind kind,
+			   const char *key, char *err, size_t errlen);
+/* For run(): evaluates a definition without saving it: its size and first members. */
+int engine_audience_preview(struct engine *e, int64_t workspace_id, const char *src,
+			    uint64_t *size, uint64_t *sample, size_t max, size_t *nsample,
+			    char *err, size_t errlen);
+
 /* ---- rules as JSON (rules.c) ---- */
 
 /*

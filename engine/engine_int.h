@@ -6,6 +6,7 @@
 
 #include <pthread.h>
 
+#include "audiences/space.h"
 #include "engine/engine.h"
 #include "identity/identity.h"
 #include "lib/buf.h"
@@ -17,9 +18,10 @@
  * the way the engine lays sections out. A checkpoint of another format is
  * not loaded; the engine rebuilds from the log instead.
  */
-#define ENGINE_FORMAT (10000 * IDENTITY_SNAPSHOT_VERSION + 100 * PROFILE_SNAPSHOT_VERSION + 2)
-/* A workspace's sections: the graph's, then the profile store's. */
-#define ENGINE_SECTIONS (IDENTITY_SECTIONS + PROFILE_SECTIONS)
+#define ENGINE_FORMAT (10000 * IDENTITY_SNAPSHOT_VERSION + 100 * PROFILE_SNAPSHOT_VERSION + 3)
+/* A workspace's sections: the graph's, the profile store's, then the audiences'. */
+#define ENGINE_AUDIENCE_SECTION (IDENTITY_SECTIONS + PROFILE_SECTIONS)
+#define ENGINE_SECTIONS (ENGINE_AUDIENCE_SECTION + 1)
 
 /* What was last saved of one section: a hash per page, to write only the changed ones. */
 struct page_hashes {
@@ -48,6 +50,9 @@ struct engine_ws {
 	struct keyset *suppressed;	/* events carrying one are never applied; NULL: none */
 	struct erased_filter *filters;
 	size_t nfilters;
+	struct audience_space *as;	/* audiences and computed traits */
+	struct buf as_buf;		/* the audience section of the save being captured */
+	struct buf as_snap;		/* the loaded audience section, until definitions load */
 };
 
 /* One commit's rows as the sink copied them: [u32 length][tuple] each. */
@@ -97,6 +102,11 @@ struct engine {
 	struct engine_ws *ws;		/* sorted by id */
 	size_t nws, ws_cap;
 	struct buf hdr, hdr2;		/* scratch for snapshot headers */
+	/* Erased profiles whose saved audience changes the next save deletes. */
+	struct store_profile_ref *erased_pids;
+	size_t nerased_pids;
+	double last_tick;		/* audience windows were last checked (monotonic s) */
+	int64_t clock_offset_us;	/* the test clock (engine_set_clock); atomic */
 };
 
 double engine_now(void);
@@ -114,6 +124,28 @@ void engine_apply_tuple(struct engine *e, const char *tuple, size_t len);
 int engine_split_profiles(struct engine *e, struct engine_ws *w, uint64_t old_profile);
 /* Reads and applies the log's events after e->applied up to target, for every workspace. */
 int engine_catch_up(struct engine *e, int64_t target);
+
+/* The clock audiences are evaluated by: the real one, plus any test offset. */
+int64_t engine_clock_us(struct engine *e);
+/* The event name audiences match: a track's name, else the call's ("page", ...). */
+const char *engine_call_name(int call);
+/*
+ * Decodes a log tuple for a backfill: its workspace, seq, timestamp, the
+ * name audiences match (name, 256 bytes) and its payload (pointing into
+ * the tuple). WEFT_EINVAL for a malformed row.
+ */
+int engine_row_brief(const char *tuple, size_t len, int64_t *ws, int64_t *seq, int64_t *ts_us,
+		     char name[256], const char **payload, size_t *payload_len);
+
+/* audiences.c */
+/* Loads the definitions into the spaces, restores their saved state, backfills what lacks one. */
+int engine_audiences_load(struct engine *e);
+/* Replays the log into w's pending aggregates (up to w->applied) and settles. */
+int engine_audiences_backfill(struct engine *e, struct engine_ws *w, enum audience_cause cause);
+/* Slides windows when the hour or day changed (at most once a second). */
+void engine_audiences_tick(struct engine *e);
+/* Records that profile pid of w was erased: its saved changes go at the next save. */
+void engine_audiences_erased(struct engine *e, struct engine_ws *w, uint64_t pid);
 
 /* erase.c */
 /* True if the event (seq, its identifiers) must not be applied: suppressed or erased. */

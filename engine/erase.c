@@ -91,11 +91,17 @@ static void collect(struct collected *c, const struct identity_graph *g, uint64_
 	}
 }
 
-/* Wipes profile pid from the graph and the profile store (write lock held); returns its events. */
-static int64_t *wipe(struct engine_ws *w, uint64_t pid, const struct collected *c, size_t *nseqs)
+/*
+ * Wipes profile pid from the graph, the profile store and the audiences
+ * (write lock held); returns its events.
+ */
+static int64_t *wipe(struct engine *e, struct engine_ws *w, uint64_t pid,
+		     const struct collected *c, size_t *nseqs)
 {
 	int64_t *seqs = profile_store_forget(w->ps, pid, nseqs);
 
+	audience_space_forget(w->as, pid, true);
+	engine_audiences_erased(e, w, pid);
 	identity_graph_erase(w->g, pid, NULL, NULL);
 	for (size_t i = 0; i < c->n; i++)
 		profile_store_forget_identifier(w->ps, c->nodes[i]);
@@ -145,7 +151,7 @@ int engine_erase_profile(struct engine *e, int64_t workspace_id, uint64_t profil
 	if (!rc) {
 		size_t n;
 
-		free(wipe(w, pid, &c, &n));
+		free(wipe(e, w, pid, &c, &n));
 		add_filter(w, &sc);
 		for (size_t i = 0; suppress && i < c.n; i++)
 			engine_ws_suppress(w, c.keys[i]);
@@ -190,7 +196,7 @@ static int load_pending(void *arg, int64_t workspace_id, int64_t erasure_id,
 			if (!pid)
 				continue;
 			collect(&c, w->g, pid);
-			free(wipe(w, pid, &c, &n));
+			free(wipe(e, w, pid, &c, &n));
 			collected_release(&c);
 			e->cp_soon = true;
 		}

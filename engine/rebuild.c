@@ -74,6 +74,9 @@ static void reset_ws(struct engine_ws *w)
 	identity_rules_free(rules);
 	profile_store_free(w->ps);
 	w->ps = profile_store_new();
+	audience_space_free(w->as);
+	w->as = audience_space_new();
+	buf_reset(&w->as_snap);
 	for (int k = 0; k < ENGINE_SECTIONS; k++) {
 		free(w->saved[k].hash);
 		memset(&w->saved[k], 0, sizeof(w->saved[k]));

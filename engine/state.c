@@ -37,6 +37,13 @@ struct engine_save {
 	size_t nheaders;
 	int64_t seq;
 	int64_t erased;			/* the newest erasure the captured pages reflect */
+	/* Audience changes taken from each workspace's space (given back if the write fails). */
+	struct audience_change **changes;
+	size_t *nchanges;
+	struct store_audience_change *rows;
+	size_t nrows;
+	struct store_profile_ref *erased_pids;
+	size_t nerased_pids;
 	bool clear_all;
 	int rc;
 	double capture_seconds;		/* on the engine thread */
@@ -117,11 +124,20 @@ void engine_save_free(struct engine_save *s)
 	for (size_t i = 0; i < s->nheaders; i++)
 		free(s->headers[i]);
 	free(s->headers);
+	for (size_t i = 0; s->changes && i < s->nws; i++)
+		free(s->changes[i]);
+	free(s->changes);
+	free(s->nchanges);
+	free(s->rows);
+	free(s->erased_pids);
 	free(s);
 }
 
-/* A workspace's sections: the graph's, then the profile store's (headers in e's scratch). */
-static void ws_sections(struct engine *e, const struct engine_ws *w,
+/*
+ * A workspace's sections: the graph's, the profile store's (headers in e's
+ * scratch), then the audiences' (written out into w->as_buf).
+ */
+static void ws_sections(struct engine *e, struct engine_ws *w,
 			struct identity_section out[ENGINE_SECTIONS])
 {
 	struct profile_section ps[PROFILE_SECTIONS];
@@ -130,6 +146,39 @@ static void ws_sections(struct engine *e, const struct engine_ws *w,
 	profile_store_sections(w->ps, &e->hdr2, ps);
 	for (int k = 0; k < PROFILE_SECTIONS; k++)
 		out[IDENTITY_SECTIONS + k] = (struct identity_section){ ps[k].data, ps[k].bytes };
+	buf_reset(&w->as_buf);
+	audience_space_snapshot(w->as, &w->as_buf);
+	out[ENGINE_AUDIENCE_SECTION] = (struct identity_section){ w->as_buf.data, w->as_buf.len };
+}
+
+/* Takes each workspace's audience changes and the erased profiles into the save. */
+static void take_changes(struct engine *e, struct engine_save *s)
+{
+	size_t total = 0, k = 0;
+
+	s->changes = xcalloc(e->nws + 1, sizeof(*s->changes));
+	s->nchanges = xcalloc(e->nws + 1, sizeof(*s->nchanges));
+	for (size_t i = 0; i < e->nws; i++) {
+		s->changes[i] = audience_space_take_changes(e->ws[i].as, &s->nchanges[i]);
+		total += s->nchanges[i];
+	}
+	s->rows = xcalloc(total + 1, sizeof(*s->rows));
+	for (size_t i = 0; i < e->nws; i++)
+		for (size_t j = 0; j < s->nchanges[i]; j++) {
+			const struct audience_change *c = &s->changes[i][j];
+
+			s->rows[k++] = (struct store_audience_change){
+				.workspace_id = e->ws[i].id, .audience_id = c->audience_id,
+				.profile_id = (int64_t)c->profile_id, .at_us = c->at_us,
+				.seq = c->seq, .entered = c->entered,
+				.cause = audience_cause_name(c->cause),
+			};
+		}
+	s->nrows = total;
+	s->erased_pids = e->erased_pids;
+	s->nerased_pids = e->nerased_pids;
+	e->erased_pids = NULL;
+	e->nerased_pids = 0;
 }
 
 struct engine_save *engine_state_capture(struct engine *e, int *rc)
@@ -175,6 +224,7 @@ struct engine_save *engine_state_capture(struct engine *e, int *rc)
 		}
 		profile_store_clean(w->ps);
 	}
+	take_changes(e, s);
 	/*
 	 * Copy the changed pages in one pass into a buffer allocated once at
 	 * their size: growing it page by page copied it again at each doubling
@@ -199,7 +249,8 @@ int engine_state_write(struct store *st, struct engine_save *s)
 	double t0 = engine_now();
 
 	s->rc = st ? store_engine_save(st, s->clear, s->nclear, s->pages, s->npages, s->sizes,
-				       s->nsizes, s->seq, ENGINE_FORMAT, s->erased) : WEFT_EUNAVAIL;
+				       s->nsizes, s->seq, ENGINE_FORMAT, s->erased, s->rows,
+				       s->nrows, s->erased_pids, s->nerased_pids) : WEFT_EUNAVAIL;
 	s->seconds += engine_now() - t0;
 	return s->rc;
 }
@@ -218,6 +269,23 @@ void engine_state_commit(struct engine *e, struct engine_save *s)
 {
 	if (s->rc) {
 		e->full_diff = true;	/* the next save compares every page */
+		/* The changes and erased profiles go with the next save. */
+		for (size_t i = 0; i < s->nws; i++) {
+			struct engine_ws *w = engine_ws_find(e, s->ws_ids[i], false);
+
+			if (w)
+				audience_space_return_changes(w->as, s->changes[i], s->nchanges[i]);
+			else
+				free(s->changes[i]);
+			s->changes[i] = NULL;
+		}
+		if (s->nerased_pids) {
+			e->erased_pids = xrealloc(e->erased_pids, xmul(e->nerased_pids +
+						  s->nerased_pids, sizeof(*e->erased_pids)));
+			memcpy(e->erased_pids + e->nerased_pids, s->erased_pids,
+			       s->nerased_pids * sizeof(*s->erased_pids));
+			e->nerased_pids += s->nerased_pids;
+		}
 		return;
 	}
 	e->full_diff = false;
@@ -302,6 +370,10 @@ static int load_finish(struct load *l)
 	profile_store_free(w->ps);
 	w->g = g;
 	w->ps = ps;
+	/* Restored once the definitions are loaded (engine_audiences_load). */
+	buf_reset(&w->as_snap);
+	buf_add(&w->as_snap, l->secs[ENGINE_AUDIENCE_SECTION].data,
+		l->secs[ENGINE_AUDIENCE_SECTION].len);
 	for (int k = 0; k < ENGINE_SECTIONS; k++) {
 		w->saved[k] = l->hashes[k];
 		memset(&l->hashes[k], 0, sizeof(l->hashes[k]));
@@ -457,6 +529,9 @@ int engine_config_load(struct engine *e)
 		identity_rules_free(r);
 	}
 	store_rules_rows_free(rows, n);
+	/* Before blocks: a split re-records events on the audiences' aggregates too. */
+	if ((rc = engine_audiences_load(e)))
+		return rc;
 	if ((rc = apply_blocked(e)))
 		return rc;
 	return engine_erasures_load(e);

@@ -1212,6 +1212,14 @@ int profile_store_restore(const struct profile_section in[PROFILE_SECTIONS],
 	return 0;
 }
 
+uint64_t profile_store_next(const struct profile_store *ps, uint64_t after)
+{
+	for (uint64_t pid = after + 1; pid < ps->nprofs; pid++)
+		if (ps->profs[pid].rec)
+			return pid;
+	return 0;
+}
+
 int64_t *profile_store_events_all(const struct profile_store *ps, uint64_t profile_id, size_t *n)
 {
 	int64_t *out = NULL;

@@ -257,10 +257,74 @@ static int set_checkpoint(struct store *s, int64_t seq, int32_t format, int64_t 
 		3, params, "set engine checkpoint");
 }
 
+
+
+static int copy_changes(struct store *s, const struct store_audience_change *ch, size_t n)
+{
+	struct buf b = BUF_INIT;
+	PGresult *res = PQexec(s->conn,
+		"COPY audience_changes (workspace_id, audience_id, profile_id, entered, at, cause,"
+		" seq) FROM STDIN (FORMAT binary)");
+	int rc = store_check(s, res, PGRES_COPY_IN, "copy audience changes");
+
+	PQclear(res);
+	if (rc)
+		return rc;
+	buf_add(&b, store_copy_header, sizeof(store_copy_header));
+	for (size_t i = 0; i < n && !rc; i++) {
+		char entered = ch[i].entered;
+
+		store_tuple_begin(&b, 7);
+		store_tuple_int8(&b, ch[i].workspace_id);
+		store_tuple_int8(&b, ch[i].audience_id);
+		store_tuple_int8(&b, ch[i].profile_id);
+		store_tuple_text(&b, &entered, 1);
+		store_tuple_int8(&b, ch[i].at_us - STORE_PG_EPOCH_US);
+		store_tuple_text(&b, ch[i].cause, strlen(ch[i].cause));
+		if (ch[i].seq)
+			store_tuple_int8(&b, ch[i].seq);
+		else
+			buf_add_be32(&b, 0xffffffffu);	/* NULL */
+		if (b.len >= COPY_CHUNK)
+			rc = copy_put(s, &b);
+	}
+	if (!rc) {
+		buf_add_be16(&b, 0xffff);
+		rc = copy_put(s, &b);
+	}
+	rc = copy_finish(s, rc);
+	buf_release(&b);
+	return rc;
+}
+
+static int delete_changes(struct store *s, const struct store_profile_ref *p, size_t n)
+{
+	struct buf ws = BUF_INIT, pid = BUF_INIT;
+	int rc;
+
+	for (size_t i = 0; i < n; i++) {
+		buf_printf(&ws, "%s%lld", i ? "," : "{", (long long)p[i].workspace_id);
+		buf_printf(&pid, "%s%lld", i ? "," : "{", (long long)p[i].profile_id);
+	}
+	buf_addc(&ws, '}');
+	buf_addc(&pid, '}');
+	const char *params[2] = { ws.data, pid.data };
+	rc = store_exec_params(s,
+		"DELETE FROM audience_changes c USING unnest($1::bigint[], $2::bigint[])"
+		" AS z(workspace_id, profile_id)"
+		" WHERE c.workspace_id = z.workspace_id AND c.profile_id = z.profile_id",
+		2, params, "delete erased audience changes");
+	buf_release(&ws);
+	buf_release(&pid);
+	return rc;
+}
+
 int store_engine_save(struct store *s, const int64_t *clear_ws, size_t nclear,
 		      const struct store_page *pages, size_t n,
 		      const struct store_section_size *sizes, size_t nsizes,
-		      int64_t seq, int32_t format, int64_t erased)
+		      int64_t seq, int32_t format, int64_t erased,
+		      const struct store_audience_change *ch, size_t nch,
+		      const struct store_profile_ref *erased_profiles, size_t nerased)
 {
 	int rc;
 
@@ -275,6 +339,10 @@ int store_engine_save(struct store *s, const int64_t *clear_ws, size_t nclear,
 		rc = write_pages(s, pages, n);
 	if (!rc && nsizes)
 		rc = cut_sections(s, sizes, nsizes);
+	if (!rc && nch)
+		rc = copy_changes(s, ch, nch);
+	if (!rc && nerased)
+		rc = delete_changes(s, erased_profiles, nerased);
 	if (!rc && seq >= 0)
 		rc = set_checkpoint(s, seq, format, erased);
 	if (rc)

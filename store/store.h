@@ -298,10 +298,60 @@ int store_engine_load(struct store *s, int64_t workspace_id,
  * connection broke (if it broke during COMMIT the outcome is unknown;
  * store_engine_checkpoint() tells after reconnecting).
  */
+/* An audience entry or exit (audience_changes), written with a save. */
+struct store_audience_change {
+	int64_t workspace_id, audience_id, profile_id;
+	int64_t at_us;			/* microseconds since 1970 */
+	int64_t seq;			/* 0: none */
+	bool entered;
+	const char *cause;
+};
+
+/* A profile whose audience changes a save deletes (it was erased). */
+struct store_profile_ref {
+	int64_t workspace_id, profile_id;
+};
+
+/*
+ * The save also inserts changes (nch of them) into audience_changes and
+ * deletes those of the erased profiles (after the insert), in the same
+ * transaction as the pages and the checkpoint.
+ */
 int store_engine_save(struct store *s, const int64_t *clear_ws, size_t nclear,
 		      const struct store_page *pages, size_t n,
 		      const struct store_section_size *sizes, size_t nsizes,
-		      int64_t seq, int32_t format, int64_t erased);
+		      int64_t seq, int32_t format, int64_t erased,
+		      const struct store_audience_change *ch, size_t nch,
+		      const struct store_profile_ref *erased_profiles, size_t nerased);
+
+/* ---- audiences and computed traits (store/audiences.c) ---- */
+
+enum store_def_kind { STORE_DEF_COMPUTED_TRAIT, STORE_DEF_AUDIENCE };
+
+struct store_def {
+	int64_t workspace_id, id;
+	enum store_def_kind kind;
+	char *key, *name, *definition;	/* name: audiences only ("" otherwise) */
+	double created_at, updated_at;	/* seconds since 1970 */
+};
+
+/* Every workspace's definitions, computed traits first, each by id (malloc'd, *n). */
+int store_defs_load(struct store *s, struct store_def **out, size_t *n);
+void store_defs_free(struct store_def *d, size_t n);
+/*
+ * Creates (create) or replaces a definition by key. *id gets its id.
+ * WEFT_ECONFLICT: create, and the key exists; WEFT_ENOTFOUND: replace,
+ * and it does not.
+ */
+int store_def_put(struct store *s, int64_t workspace_id, enum store_def_kind kind,
+		  const char *key, const char *name, const char *definition, bool create,
+		  int64_t *id);
+/* Deletes one by key: 0 or WEFT_ENOTFOUND. An audience's changes go with it. */
+int store_def_delete(struct store *s, int64_t workspace_id, enum store_def_kind kind,
+		     const char *key);
+/* When the definition was created and last changed (seconds since 1970). */
+int store_def_times(struct store *s, int64_t workspace_id, enum store_def_kind kind,
+		    const char *key, double *created_at, double *updated_at);
 
 /* ---- identity configuration ---- */
 
