@@ -209,9 +209,12 @@ static void tick(struct engine *e)
 		pthread_rwlock_wrlock(&e->rw);
 		n = audience_space_tick(w->as, w->ps, now);
 		pthread_rwlock_unlock(&e->rw);
-		if (n)
+		if (n) {
 			log_info("audiences_windows_slid", "workspace=%lld profiles=%zu",
 				 (long long)w->id, n);
+			/* No event may follow for a while: save the changes now. */
+			e->cp_soon = true;
+		}
 	}
 }
 

@@ -244,8 +244,11 @@ const SANITIZER_RE = /ERROR: (AddressSanitizer|LeakSanitizer|UndefinedBehaviorSa
 export class Weft {
 	// opts.workspaces: names of more workspaces to create in setup(), each
 	// with its own keys, found in this.workspaces[name] (see addWorkspace).
-	constructor(name, { workspaces = [] } = {}) {
+	// opts.env: more environment for every weft command of this suite
+	// (`weft serve` included), e.g. { WEFT_TEST_CLOCK: '1' }.
+	constructor(name, { workspaces = [], env = {} } = {}) {
 		this.name = name;
+		this.extraEnv = env;
 		this.workspace = 'it';
 		this.keys = {};
 		this.extraWorkspaces = workspaces;
@@ -269,6 +272,7 @@ export class Weft {
 			WEFT_PII_KEY_FILE: this.keyFile,
 			WEFT_DATA_DIR: this.dataDir,
 			WEFT_LOG_LEVEL: process.env.WEFT_TEST_LOG_LEVEL || 'info',
+			...this.extraEnv,
 			...extra,
 		};
 	}
