@@ -58,7 +58,8 @@ static uint32_t blob_len(const uint8_t *b)
 
 static long tab_find(const struct blobtab *t, uint64_t pid)
 {
-	if (!t->cap)
+	/* 0 and TOMB mark free slots: no profile has them (and 0 is "no profile"). */
+	if (!t->cap || !pid || pid == TOMB)
 		return -1;
 	for (size_t i = slot_of(pid, t->cap);; i = (i + 1) & (t->cap - 1)) {
 		if (t->keys[i] == pid)
@@ -188,6 +189,15 @@ struct audience_space {
 	struct audience_change *changes;
 	size_t nchanges, changes_cap;
 	int64_t last_hour, last_day;	/* of the last tick */
+	/*
+	 * A bit per profile id: every audience was evaluated for it since the
+	 * store has had a record of it. A profile's first event evaluates them
+	 * all, as an audience may hold a profile with nothing (not
+	 * trait('plan') = 'pro'). Not in snapshots: after a restore each
+	 * profile's next event does it again.
+	 */
+	uint64_t *known;
+	size_t nknown;			/* words */
 };
 
 const char *audience_cause_name(enum audience_cause c)
@@ -267,6 +277,7 @@ void audience_space_free(struct audience_space *s)
 	free(s->aggs);
 	free(s->order);
 	free(s->changes);
+	free(s->known);
 	free(s);
 }
 
@@ -301,7 +312,8 @@ static void add_quoted(struct buf *b, const char *s)
 /*
  * Parses event(E)[.where(W)][.within(window)].exists(): the form in which
  * an aggregate's where() and a computed trait's window are checked and
- * kept. *prefix gets the bytes before W, for error positions.
+ * kept. *prefix gets the characters before W (error columns count
+ * characters, and E may hold multi-byte ones), for error positions.
  */
 static int parse_event_form(const char *event, const char *where, const char *window,
 			    struct audience_expr **out, size_t *prefix, struct audience_error *err)
@@ -312,7 +324,9 @@ static int parse_event_form(const char *event, const char *where, const char *wi
 	buf_adds(&b, "event(");
 	add_quoted(&b, event);
 	buf_addc(&b, ')');
-	*prefix = b.len + 7;
+	*prefix = 7;	/* ".where(" */
+	for (size_t i = 0; i < b.len; i++)
+		*prefix += ((unsigned char)b.data[i] & 0xC0) != 0x80;
 	if (where) {
 		buf_adds(&b, ".where(");
 		buf_adds(&b, where);
@@ -427,18 +441,38 @@ static int str_member(const json_t *doc, const char *name, bool required, size_t
 	return 0;
 }
 
-/* Rewrites a parse error of the event form into one about member name. */
+/*
+ * Rewrites a parse error of the event form into one about member name,
+ * or about the event when it lies in the event's name, before the where.
+ */
 static void form_error(const struct audience_error *pe, size_t prefix, const char *name,
 		       char *err, size_t errlen)
 {
 	const char *msg = strstr(pe->message, ": ");
 
 	msg = msg ? msg + 2 : pe->message;
-	if (pe->line == 1 && pe->offset >= prefix)
+	if (pe->line == 1 && pe->column > prefix)
 		snprintf(err, errlen, "\"%s\": column %zu: %s", name,
 			 (size_t)pe->column - prefix, msg);
+	else if (pe->line == 1)
+		snprintf(err, errlen, "\"event\": %s", msg);
 	else
 		snprintf(err, errlen, "\"%s\": %s", name, msg);
+}
+
+/*
+ * True when e is exactly the form parse_event_form() was asked for: one
+ * event ending in exists(), with a where only if one was given and a
+ * within() only if a window was, so that nothing else rode in through a
+ * member's text (a where such as "property('a') = 1).within(3 days").
+ */
+static bool form_is(const struct audience_expr *e, bool where, bool window)
+{
+	const struct audience_node *n = event_node(e);
+
+	return n->kind == AUDIENCE_EVENT && n->agg == AUDIENCE_AGG_NONE &&
+	       (n->kid != AUDIENCE_NONE) == where &&
+	       n->window == (window ? AUDIENCE_WINDOW_WITHIN : AUDIENCE_WINDOW_ALL);
 }
 
 int audience_ct_validate(const json_t *doc, char **canon, char *err, size_t errlen)
@@ -499,6 +533,12 @@ int audience_ct_validate(const json_t *doc, char **canon, char *err, size_t errl
 		form_error(&pe, prefix, "where", err, errlen);
 		return rc;
 	}
+	if (!form_is(e, where != NULL, false)) {
+		snprintf(err, errlen, "\"where\" must be one condition on properties, "
+			 "such as \"property('total') > 100\"");
+		audience_expr_free(e);
+		return WEFT_EINVAL;
+	}
 	out = json_pack("{ss ss ss ss}", "key", key, "name", name ? name : key, "kind", kind,
 			"event", event);
 	json_object_set_new(out, "property", property ? json_string(property) : json_null());
@@ -515,6 +555,10 @@ int audience_ct_validate(const json_t *doc, char **canon, char *err, size_t errl
 	e = NULL;
 	if (window) {
 		rc = parse_event_form(event, NULL, window, &e, &prefix, &pe);
+		if (!rc && !form_is(e, false, true)) {
+			audience_expr_free(e);
+			rc = WEFT_EINVAL;
+		}
 		if (rc) {
 			snprintf(err, errlen, "\"window\" must read like \"30 days\" or \"12 hours\" "
 				 "(1 to %d days)", AUDIENCE_MAX_WITHIN_DAYS);
@@ -525,8 +569,10 @@ int audience_ct_validate(const json_t *doc, char **canon, char *err, size_t errl
 			const struct audience_node *n = event_node(e);
 			char w[64];
 
-			snprintf(w, sizeof(w), "%u %s", n->within,
-				 n->unit == AUDIENCE_UNIT_DAYS ? "days" : "hours");
+			/* As the language prints a window: "1 day", "2 days". */
+			snprintf(w, sizeof(w), "%u %s%s", n->within,
+				 n->unit == AUDIENCE_UNIT_DAYS ? "day" : "hour",
+				 n->within == 1 ? "" : "s");
 			json_object_set_new(out, "window", json_string(w));
 		}
 		audience_expr_free(e);
@@ -660,6 +706,27 @@ static void note_window(struct aud *a, const struct agg *g)
 {
 	if (g->def.window)
 		*(g->def.unit == AUDIENCE_UNIT_HOURS ? &a->hours : &a->days) = true;
+}
+
+/*
+ * Collects a's aggregates and windows again from its nodes, after a
+ * computed trait it reads changed aggregate: the old one may still be
+ * read by one of a's event conditions.
+ */
+static void aud_collect_aggs(struct aud *a)
+{
+	a->naggs = 0;
+	a->hours = a->days = false;
+	for (uint32_t i = 0; i < audience_expr_nodes(a->e); i++) {
+		enum audience_kind kind = audience_expr_node(a->e, i)->kind;
+		struct agg *g = kind == AUDIENCE_EVENT ? a->ref[i] :
+				kind == AUDIENCE_COMPUTED ? ((struct ct *)a->ref[i])->agg : NULL;
+
+		if (g) {
+			push_unique((void ***)&a->aggs, &a->naggs, g);
+			note_window(a, g);
+		}
+	}
 }
 
 /*
@@ -864,9 +931,13 @@ int audience_space_define_ct(struct audience_space *s, int64_t id, const char *d
 		return WEFT_ETOOBIG;
 	}
 	if (at >= 0) {
+		struct agg *old;
+
 		c = s->cts[at];
+		old = c->agg;
 		free(c->doc);
-		/* Audiences reading it now read g: re-resolve their lists. */
+		c->agg = g;
+		/* Audiences reading it now read g: collect their lists again. */
 		for (size_t i = 0; i < s->nauds; i++) {
 			struct aud *a = s->auds[i];
 			bool uses = false;
@@ -876,13 +947,10 @@ int audience_space_define_ct(struct audience_space *s, int64_t id, const char *d
 					uses = true;
 			if (!uses)
 				continue;
-			for (size_t k = 0; k < a->naggs; k++)
-				if (a->aggs[k] == c->agg)
-					a->aggs[k] = g;
-			note_window(a, g);
+			aud_collect_aggs(a);
 			a->waiting = true;
 		}
-		agg_unref(s, c->agg);
+		agg_unref(s, old);
 	} else {
 		size_t i = 0;
 
@@ -1079,12 +1147,37 @@ static bool picked(const struct aud *a, enum pick p, const json_t *traits)
 	return false;
 }
 
+static bool known_get(const struct audience_space *s, uint64_t pid)
+{
+	return pid / 64 < s->nknown && (s->known[pid / 64] >> (pid % 64) & 1);
+}
+
+static void known_set(struct audience_space *s, uint64_t pid, bool on)
+{
+	size_t need = (size_t)(pid / 64) + 1;
+
+	if (!on && need > s->nknown)
+		return;
+	if (need > s->nknown) {
+		need = need < 2 * s->nknown ? 2 * s->nknown : need;
+		s->known = xrealloc(s->known, xmul(need, sizeof(*s->known)));
+		memset(s->known + s->nknown, 0, (need - s->nknown) * sizeof(*s->known));
+		s->nknown = need;
+	}
+	if (on)
+		s->known[pid / 64] |= 1ull << (pid % 64);
+	else
+		s->known[pid / 64] &= ~(1ull << (pid % 64));
+}
+
 /* Evaluates the picked audiences for pid, in dependency order, recording what changed. */
 static void eval_profile(struct audience_space *s, const struct profile_store *ps, uint64_t pid,
 			 int64_t now, int64_t seq, enum audience_cause cause, enum pick p,
 			 const json_t *traits)
 {
 	struct ectx c = { .s = s, .ps = ps, .pid = pid, .now = now };
+	/* A profile the store has no record of (forgotten, say) is in no audience. */
+	bool exists = profile_store_has(ps, pid);
 
 	for (size_t i = 0; i < s->nauds; i++) {
 		struct aud *a = s->order[i];
@@ -1093,7 +1186,7 @@ static void eval_profile(struct audience_space *s, const struct profile_store *p
 		a->flipped = false;
 		if (!picked(a, p, traits) || (a->waiting && p != PICK_WAITING))
 			continue;
-		in = eval_node(&c, a, audience_expr_root(a->e));
+		in = exists && eval_node(&c, a, audience_expr_root(a->e));
 		if (in == bit_get(a, pid))
 			continue;
 		bit_set(a, pid, in);
@@ -1103,6 +1196,8 @@ static void eval_profile(struct audience_space *s, const struct profile_store *p
 	}
 	for (size_t i = 0; i < s->nauds; i++)
 		s->order[i]->flipped = false;
+	if (p == PICK_ALL || !exists)
+		known_set(s, pid, exists);
 	if (c.have_view)
 		profile_view_release(&c.v);
 }
@@ -1175,8 +1270,7 @@ void audience_space_settle(struct audience_space *s, const struct profile_store 
 			for (uint64_t bits = a->bits[w]; bits; bits &= bits - 1) {
 				uint64_t pid = w * 64 + (uint64_t)__builtin_ctzll(bits);
 
-				if (!profile_store_next(ps, pid - 1) ||
-				    profile_store_next(ps, pid - 1) != pid)
+				if (!profile_store_has(ps, pid))
 					eval_profile(s, ps, pid, now_us, 0, cause, PICK_WAITING, NULL);
 			}
 	}
@@ -1207,7 +1301,9 @@ void audience_space_event(struct audience_space *s, const struct profile_store *
 		g->touched = true;
 		any = true;
 	}
-	if (evaluate && (any || (traits && json_object_size(traits))))
+	if (evaluate && !known_get(s, pid))
+		eval_profile(s, ps, pid, now_us, seq, AUDIENCE_CAUSE_EVENT, PICK_ALL, NULL);
+	else if (evaluate && (any || (traits && json_object_size(traits))))
 		eval_profile(s, ps, pid, now_us, seq, AUDIENCE_CAUSE_EVENT, PICK_TOUCHED,
 			     json_is_object(traits) ? traits : NULL);
 	for (size_t i = 0; any && i < s->naggs; i++)
@@ -1244,6 +1340,7 @@ void audience_space_merge(struct audience_space *s, const struct profile_store *
 		a->size--;
 		record(s, a, absorbed, false, now_us, seq, AUDIENCE_CAUSE_MERGE);
 	}
+	known_set(s, absorbed, false);
 	eval_profile(s, ps, survivor, now_us, seq, AUDIENCE_CAUSE_MERGE, PICK_ALL, NULL);
 }
 
@@ -1260,6 +1357,7 @@ void audience_space_forget(struct audience_space *s, uint64_t pid, bool erase)
 
 	for (size_t i = 0; i < s->naggs; i++)
 		tab_del(&s->aggs[i]->tab, pid);
+	known_set(s, pid, false);
 	if (!erase)
 		return;
 	for (size_t i = 0; i < s->nauds; i++)
@@ -1454,6 +1552,7 @@ void audience_space_stats(const struct audience_space *s, struct audience_space_
 		out->members += s->auds[i]->size;
 		out->bytes += s->auds[i]->nwords * sizeof(uint64_t);
 	}
+	out->bytes += s->nknown * sizeof(uint64_t);
 }
 
 /* ---- previews ---- */

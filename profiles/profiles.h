@@ -142,6 +142,8 @@ size_t profile_store_events(const struct profile_store *ps, uint64_t profile_id,
 /* Every event of profile_id's merged set, in no order (malloc'd, *n of them; NULL if none). */
 int64_t *profile_store_events_all(const struct profile_store *ps, uint64_t profile_id, size_t *n);
 
+/* True when the store has a record of profile pid. */
+bool profile_store_has(const struct profile_store *ps, uint64_t pid);
 /* The smallest profile id above after that the store has a record of; 0 if none. */
 uint64_t profile_store_next(const struct profile_store *ps, uint64_t after);
 

@@ -1212,6 +1212,11 @@ int profile_store_restore(const struct profile_section in[PROFILE_SECTIONS],
 	return 0;
 }
 
+bool profile_store_has(const struct profile_store *ps, uint64_t pid)
+{
+	return pid && pid < ps->nprofs && ps->profs[pid].rec;
+}
+
 uint64_t profile_store_next(const struct profile_store *ps, uint64_t after)
 {
 	for (uint64_t pid = after + 1; pid < ps->nprofs; pid++)
