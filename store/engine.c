@@ -145,6 +145,18 @@ static int copy_finish(struct store *s, int rc)
 }
 
 /* Streams the pages into engine_pages_in, COPY_CHUNK bytes at a time. */
+/* Ends a binary COPY built in b (its trailer, unless rc already failed) and frees b. */
+static int copy_close(struct store *s, struct buf *b, int rc)
+{
+	if (!rc) {
+		buf_add_be16(b, 0xffff);
+		rc = copy_put(s, b);
+	}
+	rc = copy_finish(s, rc);
+	buf_release(b);
+	return rc;
+}
+
 static int copy_pages(struct store *s, const struct store_page *pages,
 		      size_t n)
 {
@@ -170,13 +182,7 @@ static int copy_pages(struct store *s, const struct store_page *pages,
 		if (b.len >= COPY_CHUNK)
 			rc = copy_put(s, &b);
 	}
-	if (!rc) {
-		buf_add_be16(&b, 0xffff);
-		rc = copy_put(s, &b);
-	}
-	rc = copy_finish(s, rc);
-	buf_release(&b);
-	return rc;
+	return copy_close(s, &b, rc);
 }
 
 /*
@@ -288,13 +294,7 @@ static int copy_changes(struct store *s, const struct store_audience_change *ch,
 		if (b.len >= COPY_CHUNK)
 			rc = copy_put(s, &b);
 	}
-	if (!rc) {
-		buf_add_be16(&b, 0xffff);
-		rc = copy_put(s, &b);
-	}
-	rc = copy_finish(s, rc);
-	buf_release(&b);
-	return rc;
+	return copy_close(s, &b, rc);
 }
 
 static int delete_changes(struct store *s, const struct store_profile_ref *p, size_t n)
