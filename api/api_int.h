@@ -154,6 +154,13 @@ void api_profile_get(struct api *a, struct http_request *req, const char *ident,
  * is true (a query string). NULL on a bad escape or a NUL byte.
  */
 char *api_pct_decode(const char *in, size_t len, bool plus);
+/*
+ * The value of query parameter name in q ("a=1&b=2"), percent-decoded and
+ * copied into out (cut to len - 1 bytes); false if absent ("a" alone is "").
+ */
+bool api_query_param(const char *q, const char *name, char *out, size_t len);
+/* A profile id as the API shows it: "prf_<n>". */
+json_t *api_pid_json(uint64_t pid);
 /* Unix microseconds as an ISO-8601 JSON string (ingest_format_time); null for 0. */
 json_t *api_time_json(int64_t us);
 

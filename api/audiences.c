@@ -29,14 +29,6 @@
 #define MEMBERS_LIMIT_MAX 1000
 #define PREVIEW_SAMPLE 10
 
-static json_t *pid_json(uint64_t pid)
-{
-	char s[32];
-
-	snprintf(s, sizeof(s), "prf_%llu", (unsigned long long)pid);
-	return json_string(s);
-}
-
 static json_t *audience_json(const struct audience_info *in)
 {
 	return json_pack("{sI ss ss ss sI ss so}", "id", (json_int_t)in->id, "key", in->key,
@@ -179,7 +171,7 @@ static void def_done(struct engine_cmd *c)
 			json_t *sample = json_array(), *body;
 
 			for (size_t i = 0; i < d->nsample; i++)
-				json_array_append_new(sample, pid_json(d->sample[i]));
+				json_array_append_new(sample, api_pid_json(d->sample[i]));
 			body = json_pack("{sI so}", "size", (json_int_t)d->size, "sample", sample);
 			api_reply_json(d->req, 200, body);
 			json_decref(body);
@@ -333,28 +325,6 @@ static void ct_write(struct api *a, struct http_request *req, int64_t ws, const 
 
 /* ---- members ---- */
 
-static bool query_param(const char *query, const char *name, char *out, size_t outlen)
-{
-	size_t n = strlen(name);
-
-	for (const char *p = query; p && *p;) {
-		const char *end = strchr(p, '&');
-		size_t len = end ? (size_t)(end - p) : strlen(p);
-
-		if (len > n && strncmp(p, name, n) == 0 && p[n] == '=') {
-			char *v = api_pct_decode(p + n + 1, len - n - 1, true);
-
-			if (!v)
-				return false;
-			snprintf(out, outlen, "%s", v);
-			free(v);
-			return true;
-		}
-		p = end ? end + 1 : NULL;
-	}
-	return false;
-}
-
 static void members(struct api *a, struct http_request *req, int64_t ws, const char *key)
 {
 	const char *query = http_request_query(req);
@@ -368,7 +338,7 @@ static void members(struct api *a, struct http_request *req, int64_t ws, const c
 	json_t *list, *body;
 	bool more = false;
 
-	if (query_param(query, "limit", text, sizeof(text))) {
+	if (api_query_param(query, "limit", text, sizeof(text))) {
 		char *end;
 
 		limit = strtol(text, &end, 10);
@@ -378,7 +348,7 @@ static void members(struct api *a, struct http_request *req, int64_t ws, const c
 			return;
 		}
 	}
-	if (query_param(query, "cursor", text, sizeof(text))) {
+	if (api_query_param(query, "cursor", text, sizeof(text))) {
 		int used = 0;
 
 		if (sscanf(text, "prf_%llu%n", &after, &used) != 1 || text[used]) {
@@ -412,7 +382,7 @@ static void members(struct api *a, struct http_request *req, int64_t ws, const c
 				profile_view_release(&v);
 			}
 			json_array_append_new(list, json_pack("{so so}", "profile_id",
-							      pid_json(pids[k]), "traits", traits));
+							      api_pid_json(pids[k]), "traits", traits));
 		}
 	}
 	engine_read_end(a->engine);
@@ -423,7 +393,7 @@ static void members(struct api *a, struct http_request *req, int64_t ws, const c
 		return;
 	}
 	body = json_pack("{so so}", "members", list, "next",
-			 more ? pid_json(pids[n - 1]) : json_null());
+			 more ? api_pid_json(pids[n - 1]) : json_null());
 	free(pids);
 	api_reply_json(req, 200, body);
 	json_decref(body);

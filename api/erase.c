@@ -215,26 +215,6 @@ static void erase_done(struct engine_cmd *c)
 	free(x);
 }
 
-/* The value of query parameter name in q ("a=1&b=2"), copied into out; false if absent. */
-static bool query_param(const char *q, const char *name, char *out, size_t len)
-{
-	size_t n = strlen(name);
-
-	for (const char *p = q; p && *p; p = strchr(p, '&') ? strchr(p, '&') + 1 : NULL) {
-		if (strncmp(p, name, n) == 0 && (p[n] == '=' || p[n] == '&' || p[n] == '\0')) {
-			const char *v = p[n] == '=' ? p + n + 1 : p + n;
-			size_t vl = strcspn(v, "&");
-
-			if (vl >= len)
-				vl = len - 1;
-			memcpy(out, v, vl);
-			out[vl] = '\0';
-			return true;
-		}
-	}
-	return false;
-}
-
 void api_erase_profile(struct api *a, struct http_request *req, const char *ident, size_t len)
 {
 	const struct api_key *key;
@@ -246,7 +226,7 @@ void api_erase_profile(struct api *a, struct http_request *req, const char *iden
 
 	if (!(key = api_authenticate(a, req, NULL, STORE_ROLE_ADMIN)) || api_engine_unready(a, req))
 		return;
-	if (query_param(http_request_query(req), "suppress", value, sizeof(value))) {
+	if (api_query_param(http_request_query(req), "suppress", value, sizeof(value))) {
 		if (strcmp(value, "true") == 0 || strcmp(value, "1") == 0) {
 			suppress = true;
 		} else if (strcmp(value, "false") && strcmp(value, "0")) {

@@ -92,6 +92,12 @@ static void engine_metrics(struct buf *b, struct engine *e)
 	      (double)st.profile_records);
 	gauge(b, "weft_profiles_memory_bytes", "Memory the profile stores use.",
 	      (double)st.profile_bytes);
+	gauge(b, "weft_audiences_members", "Memberships over every audience.",
+	      (double)st.audience_members);
+	gauge(b, "weft_audiences_states", "Per-profile states of computed traits and event "
+	      "conditions.", (double)st.audience_states);
+	gauge(b, "weft_audiences_memory_bytes", "Memory the audiences and computed traits use.",
+	      (double)st.audience_bytes);
 }
 
 void api_metrics_reply(struct api *a, struct http_request *req)

@@ -117,7 +117,7 @@ struct ptask {
 
 /* ---- small helpers ---- */
 
-static json_t *pid_json(uint64_t pid)
+json_t *api_pid_json(uint64_t pid)
 {
 	char s[32];
 
@@ -155,6 +155,24 @@ static int hexval(int c)
 	if (c >= 'A' && c <= 'F')
 		return c - 'A' + 10;
 	return -1;
+}
+
+bool api_query_param(const char *q, const char *name, char *out, size_t len)
+{
+	size_t n = strlen(name);
+
+	for (const char *p = q; p && *p; p = strchr(p, '&') ? strchr(p, '&') + 1 : NULL) {
+		if (strncmp(p, name, n) == 0 && (p[n] == '=' || p[n] == '&' || p[n] == '\0')) {
+			const char *v = p[n] == '=' ? p + n + 1 : p + n;
+			size_t vl = strcspn(v, "&");
+			char *dec = api_pct_decode(v, vl, true);
+
+			snprintf(out, len, "%.*s", dec ? (int)strlen(dec) : (int)vl, dec ? dec : v);
+			free(dec);
+			return true;
+		}
+	}
+	return false;
 }
 
 char *api_pct_decode(const char *in, size_t len, bool plus)
@@ -1011,7 +1029,7 @@ static json_t *event_json(const struct ptask *p, const struct store_event_row *r
 		json_object_set(o, "group_id", v);
 	if (strcmp(row->type, "alias") == 0 && (v = json_object_get(payload, "previousId")))
 		json_object_set(o, "previous_id", v);
-	json_object_set_new(o, "related", json_pack("{so}", "users", pid_json(p->pid)));
+	json_object_set_new(o, "related", json_pack("{so}", "users", api_pid_json(p->pid)));
 	json_decref(payload);
 	return o;
 }
@@ -1130,7 +1148,7 @@ static json_t *profile_body(struct ptask *p)
 	char hex[33];
 
 	for (size_t i = 0; i < p->nabsorbed; i++)
-		json_array_append_new(absorbed, pid_json(p->absorbed[i]));
+		json_array_append_new(absorbed, api_pid_json(p->absorbed[i]));
 	for (size_t i = 0; i < p->nids; i++) {
 		const struct item *x = &p->ids[i];
 
@@ -1154,7 +1172,7 @@ static json_t *profile_body(struct ptask *p)
 			"traits", traits_object(x->account->traits, x->account->ntraits)));
 	}
 	return json_pack("{so so so so s{sI so so so} so so so}",
-		"profile_id", pid_json(p->pid), "absorbed_ids", absorbed,
+		"profile_id", api_pid_json(p->pid), "absorbed_ids", absorbed,
 		"traits", traits_object(v->traits, v->ntraits), "identifiers", ids,
 		"counters", "events", (json_int_t)v->events,
 		"first_seen", api_time_json(v->first_seen_us), "last_seen", api_time_json(v->last_seen_us),

@@ -30,6 +30,7 @@ struct blobtab {
 	uint64_t *keys;		/* 0: empty; TOMB: deleted */
 	uint8_t **vals;		/* [u32 length][bytes], malloc'd */
 	size_t cap, n, used;	/* used: live and deleted */
+	size_t blob_bytes;	/* of the live blobs, headers included */
 };
 
 static size_t slot_of(uint64_t pid, size_t cap)
@@ -90,6 +91,7 @@ static void tab_grow(struct blobtab *t)
 		nt.n++;
 	}
 	nt.used = nt.n;
+	nt.blob_bytes = t->blob_bytes;
 	free(t->keys);
 	free(t->vals);
 	*t = nt;
@@ -102,6 +104,7 @@ static void tab_put(struct blobtab *t, uint64_t pid, const void *data, size_t le
 	size_t i;
 
 	if (at >= 0) {
+		t->blob_bytes += len - blob_len(t->vals[at]);
 		free(t->vals[at]);
 		t->vals[at] = blob_new(data, len);
 		return;
@@ -114,6 +117,7 @@ static void tab_put(struct blobtab *t, uint64_t pid, const void *data, size_t le
 		t->used++;
 	t->keys[i] = pid;
 	t->vals[i] = blob_new(data, len);
+	t->blob_bytes += 4 + len;
 	t->n++;
 }
 
@@ -123,6 +127,7 @@ static void tab_del(struct blobtab *t, uint64_t pid)
 
 	if (at < 0)
 		return;
+	t->blob_bytes -= 4 + blob_len(t->vals[at]);
 	free(t->vals[at]);
 	t->vals[at] = NULL;
 	t->keys[at] = TOMB;
@@ -802,10 +807,9 @@ fail:
 	return WEFT_EINVAL;
 }
 
-int audience_space_check_audience(const struct audience_space *s, const char *key,
+int audience_space_check_audience(struct audience_space *s, const char *key,
 				  const char *src, char *err, size_t errlen)
 {
-	struct audience_space *tmp = (struct audience_space *)s;
 	struct audience_expr *e = NULL;
 	struct audience_error pe;
 	struct aud a = { 0 };
@@ -817,9 +821,9 @@ int audience_space_check_audience(const struct audience_space *s, const char *ke
 		return rc;
 	}
 	/* resolve() may add aggregates; release them again, leaving s as it was. */
-	rc = resolve(tmp, &a, e, key, err, errlen);
+	rc = resolve(s, &a, e, key, err, errlen);
 	if (!rc)
-		aud_release_refs(tmp, &a);
+		aud_release_refs(s, &a);
 	return rc;
 }
 
@@ -1543,10 +1547,7 @@ void audience_space_stats(const struct audience_space *s, struct audience_space_
 		const struct blobtab *t = &s->aggs[i]->tab;
 
 		out->states += t->n;
-		out->bytes += t->cap * (sizeof(*t->keys) + sizeof(*t->vals));
-		for (size_t k = 0; k < t->cap; k++)
-			if (t->keys[k] && t->keys[k] != TOMB)
-				out->bytes += 4 + blob_len(t->vals[k]);
+		out->bytes += t->cap * (sizeof(*t->keys) + sizeof(*t->vals)) + t->blob_bytes;
 	}
 	for (size_t i = first_listed(s); i < s->nauds; i++) {
 		out->members += s->auds[i]->size;

@@ -107,8 +107,8 @@ int audience_space_define_audience(struct audience_space *s, int64_t id, const c
 int audience_space_remove_ct(struct audience_space *s, const char *key, char *err, size_t errlen);
 int audience_space_remove_audience(struct audience_space *s, const char *key, char *err,
 				   size_t errlen);
-/* The same checks as the define calls, changing nothing. */
-int audience_space_check_audience(const struct audience_space *s, const char *key,
+/* The same checks as audience_space_define_audience(), leaving s as it was. */
+int audience_space_check_audience(struct audience_space *s, const char *key,
 				  const char *src, char *err, size_t errlen);
 
 /* ---- filling new aggregates from the past ---- */

@@ -241,7 +241,7 @@ void engine_apply_tuple(struct engine *e, const char *tuple, size_t len)
 	ev.alias = r.call == PROFILE_ALIAS;
 	/* Before the lock: only this thread changes the definitions wants() reads. */
 	read_traits(&r, &t, audience_space_wants(w->as, row_name(&r), false));
-	now_us = engine_clock_us(e);
+	now_us = engine_clock(e);
 	pthread_rwlock_wrlock(&e->rw);
 	n = parse_ids(w->g, &r, ids);
 	if (n < 0) {
@@ -354,7 +354,7 @@ static int u64_cmp(const void *a, const void *b)
 
 int engine_split_profiles(struct engine *e, struct engine_ws *w, uint64_t old_profile)
 {
-	struct reattribute ra = { e, w, engine_clock_us(e), NULL, 0, 0 };
+	struct reattribute ra = { e, w, engine_clock(e), NULL, 0, 0 };
 	size_t n;
 	int64_t *seqs = profile_store_forget(w->ps, old_profile, &n);
 	int rc = 0;

@@ -19,18 +19,13 @@
 #include "lib/err.h"
 #include "lib/log.h"
 
-int64_t engine_clock_us(struct engine *e)
+int64_t engine_clock(struct engine *e)
 {
 	struct timeval tv;
 
 	gettimeofday(&tv, NULL);
 	return (int64_t)tv.tv_sec * 1000000 + tv.tv_usec +
 	       __atomic_load_n(&e->clock_offset_us, __ATOMIC_RELAXED);
-}
-
-int64_t engine_clock(struct engine *e)
-{
-	return engine_clock_us(e);
 }
 
 const struct audience_space *engine_audiences(struct engine *e, int64_t workspace_id)
@@ -95,7 +90,7 @@ static int backfill_row(void *arg, const char *tuple, size_t len)
 
 int engine_audiences_backfill(struct engine *e, struct engine_ws *w, enum audience_cause cause)
 {
-	struct backfill bf = { .w = w, .now_us = engine_clock_us(e) };
+	struct backfill bf = { .w = w, .now_us = engine_clock(e) };
 	int64_t upto = w->applied > e->applied ? w->applied : e->applied;
 	double t0 = engine_now();
 	size_t cap = 0;
@@ -126,7 +121,7 @@ int engine_audiences_backfill(struct engine *e, struct engine_ws *w, enum audien
 			return rc;
 	}
 	pthread_rwlock_wrlock(&e->rw);
-	audience_space_settle(w->as, w->ps, engine_clock_us(e), cause);
+	audience_space_settle(w->as, w->ps, engine_clock(e), cause);
 	pthread_rwlock_unlock(&e->rw);
 	if (bf.events)
 		log_info("audiences_backfilled", "workspace=%lld events=%llu seconds=%.3f",
@@ -198,7 +193,7 @@ int engine_audiences_load(struct engine *e)
 
 static void tick(struct engine *e)
 {
-	int64_t now = engine_clock_us(e);
+	int64_t now = engine_clock(e);
 
 	for (size_t i = 0; i < e->nws; i++) {
 		struct engine_ws *w = &e->ws[i];
@@ -230,7 +225,7 @@ void engine_audiences_tick(struct engine *e)
 
 void engine_clock_set(struct engine *e, int64_t now_us)
 {
-	int64_t off = now_us - (engine_clock_us(e) - __atomic_load_n(&e->clock_offset_us,
+	int64_t off = now_us - (engine_clock(e) - __atomic_load_n(&e->clock_offset_us,
 								      __ATOMIC_RELAXED));
 
 	__atomic_store_n(&e->clock_offset_us, off, __ATOMIC_RELAXED);
@@ -260,9 +255,14 @@ int engine_audience_define(struct engine *e, int64_t workspace_id, enum store_de
 		return WEFT_ECONFLICT;
 	if (!create && !exists)
 		return WEFT_ENOTFOUND;
-	if (kind == STORE_DEF_AUDIENCE &&
-	    (rc = audience_space_check_audience(w->as, key, definition, err, errlen)))
-		return rc;
+	/* The check resolves into the space (and lets go again): readers wait. */
+	if (kind == STORE_DEF_AUDIENCE) {
+		pthread_rwlock_wrlock(&e->rw);
+		rc = audience_space_check_audience(w->as, key, definition, err, errlen);
+		pthread_rwlock_unlock(&e->rw);
+		if (rc)
+			return rc;
+	}
 	if ((rc = store_def_put(e->store, workspace_id, kind, key, name, definition, create, id)))
 		return rc;
 	d.id = *id;
@@ -331,7 +331,7 @@ int engine_audience_preview(struct engine *e, int64_t workspace_id, const char *
 		rc = engine_audiences_backfill(e, w, AUDIENCE_CAUSE_DEFINITION);
 	}
 	pthread_rwlock_wrlock(&e->rw);
-	audience_space_preview_end(w->as, w->ps, engine_clock_us(e), size, sample, max, nsample);
+	audience_space_preview_end(w->as, w->ps, engine_clock(e), size, sample, max, nsample);
 	pthread_rwlock_unlock(&e->rw);
 	return rc;
 }

@@ -357,12 +357,18 @@ void engine_stats(struct engine *e, struct engine_stats *out)
 static void refresh_stats(struct engine *e)
 {
 	uint64_t ids = 0, profiles = 0, merges = 0, records = 0, gbytes = 0, pbytes = 0;
+	struct audience_space_stats aud = { 0 };
 
 	for (size_t i = 0; i < e->nws; i++) {
 		struct identity_stats st;
 		struct profile_store_stats ps;
+		struct audience_space_stats as;
 
 		identity_graph_stats(e->ws[i].g, &st);
+		audience_space_stats(e->ws[i].as, &as);
+		aud.members += as.members;
+		aud.states += as.states;
+		aud.bytes += as.bytes;
 		profile_store_stats(e->ws[i].ps, &ps);
 		ids += st.identifiers;
 		profiles += st.profiles;
@@ -380,6 +386,9 @@ static void refresh_stats(struct engine *e)
 	e->stats.profile_records = records;
 	e->stats.identity_bytes = gbytes;
 	e->stats.profile_bytes = pbytes;
+	e->stats.audience_members = aud.members;
+	e->stats.audience_states = aud.states;
+	e->stats.audience_bytes = aud.bytes;
 	pthread_mutex_unlock(&e->mu);
 }
 

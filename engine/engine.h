@@ -76,6 +76,7 @@ struct engine_stats {
 	uint64_t identifiers, profiles, merges;
 	uint64_t profile_records;	/* profiles the profile store holds data of */
 	uint64_t identity_bytes, profile_bytes;	/* memory in use */
+	uint64_t audience_members, audience_states, audience_bytes;	/* audiences.h: space stats */
 };
 
 extern const double engine_lag_bounds[7];

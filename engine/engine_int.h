@@ -125,8 +125,6 @@ int engine_split_profiles(struct engine *e, struct engine_ws *w, uint64_t old_pr
 /* Reads and applies the log's events after e->applied up to target, for every workspace. */
 int engine_catch_up(struct engine *e, int64_t target);
 
-/* The clock audiences are evaluated by: the real one, plus any test offset. */
-int64_t engine_clock_us(struct engine *e);
 /* The event name audiences match: a track's name, else the call's ("page", ...). */
 const char *engine_call_name(int call);
 /*
