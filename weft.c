@@ -15,6 +15,7 @@ static const char usage[] =
 	"  migrate    apply database schema migrations\n"
 	"  keys       create, list and revoke API keys\n"
 	"  pii-key    create the PII master key file\n"
+	"  audiences  recompute audiences and computed traits from the log\n"
 	"\n"
 	"'weft <command> --help' describes each command.\n";
 
@@ -29,6 +30,7 @@ int main(int argc, char **argv)
 		{ "keys", cmd_keys },
 		{ "pii-key", cmd_pii_key },
 		{ "identity", cmd_identity },
+		{ "audiences", cmd_audiences },
 	};
 
 	if (argc < 2 || strcmp(argv[1], "--help") == 0 ||

@@ -1455,6 +1455,63 @@ void audience_space_return_changes(struct audience_space *s, struct audience_cha
 	s->changes_cap = s->nchanges;
 }
 
+/* ---- a full recompute ---- */
+
+void audience_space_adopt(struct audience_space *s, struct audience_space *from, int64_t now_us)
+{
+	for (size_t i = 0; i < s->naggs; i++) {
+		struct agg *g = s->aggs[i], *f = NULL;
+		struct blobtab t;
+
+		for (size_t k = 0; k < from->naggs && !f; k++)
+			if (strcmp(from->aggs[k]->sig, g->sig) == 0)
+				f = from->aggs[k];
+		if (!f || f->pending)
+			continue;
+		/* Swapped, not copied: from frees the old states with itself. */
+		t = g->tab;
+		g->tab = f->tab;
+		f->tab = t;
+		g->pending = false;
+	}
+	for (size_t i = 0; i < s->nauds; i++) {
+		struct aud *a = s->auds[i], *b;
+		long at = a->id ? find_aud(from, a->key) : -1;
+		uint64_t *bits, size;
+		size_t nwords;
+
+		if (at < 0)
+			continue;
+		b = from->auds[at];
+		if (b->waiting || strcmp(a->src, b->src) != 0)
+			continue;
+		nwords = a->nwords > b->nwords ? a->nwords : b->nwords;
+		for (size_t w = 0; w < nwords; w++) {
+			uint64_t x = w < a->nwords ? a->bits[w] : 0;
+			uint64_t y = w < b->nwords ? b->bits[w] : 0;
+
+			/* The bits that differ are the entries and exits adopting implies. */
+			for (uint64_t d = x ^ y; d; d &= d - 1) {
+				int bit = __builtin_ctzll(d);
+
+				record(s, a, w * 64 + (uint64_t)bit, y >> bit & 1, now_us, 0,
+				       AUDIENCE_CAUSE_RECOMPUTE);
+			}
+		}
+		bits = a->bits;
+		nwords = a->nwords;
+		a->bits = b->bits;
+		a->nwords = b->nwords;
+		b->bits = bits;
+		b->nwords = nwords;
+		size = a->size;
+		a->size = b->size;
+		b->size = size;
+		a->computed_us = b->computed_us;
+		a->waiting = false;
+	}
+}
+
 /* ---- reading ---- */
 
 /* Listed audiences skip a preview's (key ""), which sorts first. */

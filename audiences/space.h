@@ -167,6 +167,21 @@ struct audience_change *audience_space_take_changes(struct audience_space *s, si
 /* Gives back changes taken but not saved, ahead of newer ones (ownership returns). */
 void audience_space_return_changes(struct audience_space *s, struct audience_change *c, size_t n);
 
+/* ---- a full recompute ---- */
+
+/*
+ * s takes the aggregate states and memberships of from: a space holding
+ * the same definitions, filled from the whole log (audience_space_backfill)
+ * and settled, which a recompute compares s with. Each membership that
+ * differs is recorded in s as an entry or exit with cause RECOMPUTE at
+ * now_us (seq 0); from's own changes, everyone entering, are not taken,
+ * and the changes s recorded before and not yet taken stay ahead of these.
+ * What s has and from lacks (by what an aggregate computes, by an
+ * audience's key and definition) keeps its state. from keeps s's old
+ * states: free it afterwards.
+ */
+void audience_space_adopt(struct audience_space *s, struct audience_space *from, int64_t now_us);
+
 /* ---- reading (under the engine's read lock, or on its thread) ---- */
 
 struct audience_info {

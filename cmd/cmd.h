@@ -8,6 +8,7 @@
 
 #include <getopt.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 /*
  * Settings every subcommand shares. Defaults, then the environment
@@ -62,11 +63,18 @@ int cmd_config_finish(struct cmd_config *cfg, bool need_database);
 struct store;
 /* Connects to the configured database, printing a clear error if it fails. */
 int cmd_connect(const struct cmd_config *cfg, struct store **out);
+/*
+ * Draws "[####    ]  42%  N events" on standard error, over itself: the
+ * progress callback of long commands (arg unused). Call it only when
+ * standard error is a terminal, and end the line when done.
+ */
+void cmd_progress_bar(void *arg, int64_t done, int64_t total);
 
 int cmd_serve(int argc, char **argv);
 int cmd_migrate(int argc, char **argv);
 int cmd_keys(int argc, char **argv);
 int cmd_pii_key(int argc, char **argv);
 int cmd_identity(int argc, char **argv);
+int cmd_audiences(int argc, char **argv);
 
 #endif

@@ -1,5 +1,6 @@
 /*
- * Configuration shared by the subcommands: defaults, environment, flags.
+ * Configuration shared by the subcommands (defaults, environment, flags),
+ * and the progress bar of the long ones.
  */
 #include "cmd/cmd.h"
 
@@ -67,4 +68,19 @@ int cmd_connect(const struct cmd_config *cfg, struct store **out)
 		fprintf(stderr, "weft: cannot connect to the database; check "
 			"WEFT_DATABASE_URL and that PostgreSQL is running\n");
 	return rc;
+}
+
+void cmd_progress_bar(void *arg, int64_t done, int64_t total)
+{
+	int width = 40, fill;
+	double frac = total > 0 ? (double)done / (double)total : 1;
+
+	(void)arg;
+	if (frac > 1)
+		frac = 1;
+	fill = (int)(frac * width);
+	fprintf(stderr, "\r  [%.*s%*s] %3d%%  %lld events", fill,
+		"########################################", width - fill, "",
+		(int)(frac * 100), (long long)done);
+	fflush(stderr);
 }

@@ -29,21 +29,6 @@ static const char usage[] =
 
 enum { OPT_WORKSPACE = CMD_OPT_FIRST_OWN };
 
-static void progress_bar(void *arg, int64_t done, int64_t total)
-{
-	int width = 40, fill;
-	double frac = total > 0 ? (double)done / (double)total : 1;
-
-	(void)arg;
-	if (frac > 1)
-		frac = 1;
-	fill = (int)(frac * width);
-	fprintf(stderr, "\r  [%.*s%*s] %3d%%  %lld events", fill,
-		"########################################", width - fill, "",
-		(int)(frac * 100), (long long)done);
-	fflush(stderr);
-}
-
 static void print_digest(void *arg, int64_t ws, const uint8_t digest[16],
 			 const struct identity_stats *st)
 {
@@ -109,8 +94,8 @@ int cmd_identity(int argc, char **argv)
 	} else {
 		bool tty = isatty(STDERR_FILENO);
 
-		rc = engine_rebuild(cfg.database_url, workspace, tty ? progress_bar : NULL, NULL,
-				    err, sizeof(err));
+		rc = engine_rebuild(cfg.database_url, workspace, tty ? cmd_progress_bar : NULL,
+				    NULL, err, sizeof(err));
 		if (tty)
 			fputc('\n', stderr);
 		if (!rc) {

@@ -50,11 +50,14 @@ struct attribution {
 };
 
 struct backfill {
-	struct engine_ws *w;
+	struct audience_space *as;
 	struct attribution *at;
 	size_t n, next;
 	int64_t now_us;
-	uint64_t events;
+	uint64_t events;		/* applied to an aggregate */
+	int64_t done;			/* attributed events read */
+	void (*progress)(void *arg, int64_t done);
+	void *arg;
 };
 
 static int attribution_cmp(const void *a, const void *b)
@@ -77,66 +80,136 @@ static int backfill_row(void *arg, const char *tuple, size_t len)
 		return 0;
 	while (bf->next < bf->n && bf->at[bf->next].seq < seq)
 		bf->next++;
-	if (bf->next == bf->n || bf->at[bf->next].seq != seq ||
-	    !audience_space_wants(bf->w->as, name, true))
+	if (bf->next == bf->n || bf->at[bf->next].seq != seq)
+		return 0;
+	if (++bf->done % 4096 == 0 && bf->progress)
+		bf->progress(bf->arg, bf->done);
+	if (!audience_space_wants(bf->as, name, true))
 		return 0;
 	root = json_loadb(payload, plen, 0, NULL);
-	audience_space_backfill(bf->w->as, bf->at[bf->next].pid, ts, name,
+	audience_space_backfill(bf->as, bf->at[bf->next].pid, ts, name,
 				json_object_get(root, "properties"), bf->now_us);
 	json_decref(root);
 	bf->events++;
 	return 0;
 }
 
-int engine_audiences_backfill(struct engine *e, struct engine_ws *w, enum audience_cause cause)
+int engine_audiences_replay(struct engine *e, struct engine_ws *w, struct audience_space *as,
+			    int64_t now_us, void (*progress)(void *arg, int64_t done), void *arg,
+			    uint64_t *events)
 {
-	struct backfill bf = { .w = w, .now_us = engine_clock(e) };
+	struct backfill bf = {
+		.as = as, .now_us = now_us, .progress = progress, .arg = arg,
+	};
 	int64_t upto = w->applied > e->applied ? w->applied : e->applied;
-	double t0 = engine_now();
 	size_t cap = 0;
 	int rc = 0;
 
-	if (audience_space_pending(w->as)) {
-		for (uint64_t pid = profile_store_next(w->ps, 0); pid;
-		     pid = profile_store_next(w->ps, pid)) {
-			size_t k;
-			int64_t *seqs = profile_store_events_all(w->ps, pid, &k);
+	if (events)
+		*events = 0;
+	if (!audience_space_pending(as))
+		return 0;
+	for (uint64_t pid = profile_store_next(w->ps, 0); pid;
+	     pid = profile_store_next(w->ps, pid)) {
+		size_t k;
+		int64_t *seqs = profile_store_events_all(w->ps, pid, &k);
 
-			if (bf.n + k > cap) {
-				cap = (bf.n + k) * 2;
-				bf.at = xrealloc(bf.at, xmul(cap, sizeof(*bf.at)));
-			}
-			for (size_t i = 0; i < k; i++)
-				bf.at[bf.n++] = (struct attribution){ seqs[i], pid };
-			free(seqs);
+		if (bf.n + k > cap) {
+			cap = (bf.n + k) * 2;
+			bf.at = xrealloc(bf.at, xmul(cap, sizeof(*bf.at)));
 		}
-		if (bf.n > 1)
-			qsort(bf.at, bf.n, sizeof(*bf.at), attribution_cmp);
-		/* The pending aggregates are read by no one: only the lists need the lock. */
-		if (bf.n)
-			rc = e->store ? store_log_read(e->store, w->id, 0, upto, backfill_row, &bf) :
-					WEFT_EUNAVAIL;
-		free(bf.at);
-		if (rc)
-			return rc;
+		for (size_t i = 0; i < k; i++)
+			bf.at[bf.n++] = (struct attribution){ seqs[i], pid };
+		free(seqs);
 	}
+	if (bf.n > 1)
+		qsort(bf.at, bf.n, sizeof(*bf.at), attribution_cmp);
+	/* The pending aggregates are read by no one: only the lists need the lock. */
+	if (bf.n)
+		rc = e->store ? store_log_read(e->store, w->id, 0, upto, backfill_row, &bf) :
+				WEFT_EUNAVAIL;
+	free(bf.at);
+	if (events)
+		*events = bf.events;
+	return rc;
+}
+
+int engine_audiences_backfill(struct engine *e, struct engine_ws *w, enum audience_cause cause)
+{
+	double t0 = engine_now();
+	uint64_t events;
+	int rc = engine_audiences_replay(e, w, w->as, engine_clock(e), NULL, NULL, &events);
+
+	if (rc)
+		return rc;
 	pthread_rwlock_wrlock(&e->rw);
 	audience_space_settle(w->as, w->ps, engine_clock(e), cause);
 	pthread_rwlock_unlock(&e->rw);
-	if (bf.events)
+	if (events)
 		log_info("audiences_backfilled", "workspace=%lld events=%llu seconds=%.3f",
-			 (long long)w->id, (unsigned long long)bf.events, engine_now() - t0);
+			 (long long)w->id, (unsigned long long)events, engine_now() - t0);
 	return 0;
 }
 
 /* ---- loading ---- */
 
-static int define(struct engine_ws *w, const struct store_def *d, char *err, size_t errlen)
+static int define(struct audience_space *as, const struct store_def *d, char *err, size_t errlen)
 {
 	if (d->kind == STORE_DEF_COMPUTED_TRAIT)
-		return audience_space_define_ct(w->as, d->id, d->definition, err, errlen);
-	return audience_space_define_audience(w->as, d->id, d->key, d->name, d->definition, err,
+		return audience_space_define_ct(as, d->id, d->definition, err, errlen);
+	return audience_space_define_audience(as, d->id, d->key, d->name, d->definition, err,
 					      errlen);
+}
+
+/*
+ * Installs d[0..n): each into its workspace's space or, with as, only
+ * workspace ws's into as. Audiences may use audiences defined after them:
+ * install in rounds until nothing more resolves (each round installs at
+ * least one). Installing into the workspaces' spaces takes the write lock
+ * (the caller's: readers see them); into as, a space no one reads yet,
+ * needs none.
+ */
+static void install(struct engine *e, const struct store_def *d, size_t n, int64_t ws,
+		    struct audience_space *as)
+{
+	bool *done = xcalloc(n + 1, sizeof(*done));
+	size_t left = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		done[i] = as && d[i].workspace_id != ws;
+		left += !done[i];
+	}
+	for (bool progress = true; left && progress;) {
+		progress = false;
+		for (size_t i = 0; i < n; i++) {
+			struct audience_space *into;
+			char err[512];
+
+			if (done[i])
+				continue;
+			into = as ? as : engine_ws_find(e, d[i].workspace_id, false)->as;
+			if (define(into, &d[i], err, sizeof(err)))
+				continue;
+			done[i] = true;
+			left--;
+			progress = true;
+		}
+	}
+	/* A recompute reads the definitions again: the engine's load has said this already. */
+	for (size_t i = 0; !as && i < n; i++)
+		if (!done[i])
+			log_error("audience_definition_skipped", "workspace=%lld key=%s",
+				  (long long)d[i].workspace_id, d[i].key);
+	free(done);
+}
+
+struct audience_space *engine_audiences_space_new(struct engine *e, const struct engine_ws *w,
+						  const struct store_def *d, size_t n)
+{
+	struct audience_space *as = audience_space_new();
+
+	install(e, d, n, w->id, as);
+	return as;
 }
 
 int engine_audiences_load(struct engine *e)
@@ -147,34 +220,11 @@ int engine_audiences_load(struct engine *e)
 
 	if (rc)
 		return rc;
+	/* Created before the lock is taken: creating one takes it too. */
+	for (size_t i = 0; i < n; i++)
+		engine_ws_find(e, d[i].workspace_id, true);
 	pthread_rwlock_wrlock(&e->rw);
-	/*
-	 * Audiences may use audiences defined after them: install in rounds
-	 * until nothing more resolves (each round installs at least one).
-	 */
-	{
-		bool *done = xcalloc(n + 1, sizeof(*done));
-		size_t left = n;
-
-		for (bool progress = true; left && progress;) {
-			progress = false;
-			for (size_t i = 0; i < n; i++) {
-				char err[512];
-
-				if (done[i] || define(engine_ws_find(e, d[i].workspace_id, true), &d[i],
-						      err, sizeof(err)))
-					continue;
-				done[i] = true;
-				left--;
-				progress = true;
-			}
-		}
-		for (size_t i = 0; i < n; i++)
-			if (!done[i])
-				log_error("audience_definition_skipped", "workspace=%lld key=%s",
-					  (long long)d[i].workspace_id, d[i].key);
-		free(done);
-	}
+	install(e, d, n, 0, NULL);
 	for (size_t i = 0; i < e->nws; i++) {
 		struct engine_ws *w = &e->ws[i];
 
@@ -267,7 +317,7 @@ int engine_audience_define(struct engine *e, int64_t workspace_id, enum store_de
 		return rc;
 	d.id = *id;
 	pthread_rwlock_wrlock(&e->rw);
-	rc = define(w, &d, err, errlen);
+	rc = define(w->as, &d, err, errlen);
 	pthread_rwlock_unlock(&e->rw);
 	if (rc) {
 		/* Checked above, so not expected: keep the database as the memory is. */

@@ -213,4 +213,58 @@ int engine_saved_digests(const char *database_url,
 				    const struct identity_stats *st),
 			 void *arg, int64_t *checkpoint_seq, char *err, size_t errlen);
 
+/* ---- offline (offline.c) ---- */
+
+/*
+ * Loads the engine's saved state in this process, without its thread and
+ * without saving: the checkpoint, the rules and definitions, then the log
+ * replayed up to its head, so what it holds is what a server would hold now.
+ * With lock it holds the engine lock first (WEFT_ECONFLICT while a server
+ * or another command holds it). Read it with engine_read_begin/end and the
+ * engine_graph/engine_profiles/engine_audiences readers.
+ */
+int engine_offline_open(const char *database_url, bool lock, struct engine **out, char *err,
+			size_t errlen);
+void engine_offline_close(struct engine *e);
+
+/* Profile ids a recompute report shows of each difference, at most. */
+#define ENGINE_RECOMPUTE_SAMPLES 5
+
+/* What a recompute found for one audience or computed trait. */
+struct engine_recompute_report {
+	int64_t workspace_id;
+	bool audience;			/* an audience; false: a computed trait */
+	const char *key;		/* valid during the call */
+	bool differs;
+	/* An audience: its members kept incrementally and recomputed. */
+	uint64_t size, recomputed_size;
+	uint64_t only_recomputed, only_incremental;	/* members of one set only */
+	uint64_t sample_recomputed[ENGINE_RECOMPUTE_SAMPLES];	/* the first ones, ascending */
+	uint64_t sample_incremental[ENGINE_RECOMPUTE_SAMPLES];
+	size_t nsample_recomputed, nsample_incremental;
+	/* A computed trait: the profiles compared, and those whose values differ. */
+	uint64_t profiles, differ;
+	uint64_t sample_differ[ENGINE_RECOMPUTE_SAMPLES];
+	size_t nsample_differ;
+};
+
+/*
+ * A full recompute of the audiences and computed traits of one workspace
+ * (NULL: of every workspace), which must give what the incremental path
+ * gives (docs/cli.md, "weft audiences recompute"). Holding the engine
+ * lock (WEFT_ECONFLICT while a server holds it), it loads the state as
+ * engine_offline_open() does, then for each workspace with definitions
+ * fills a new space from the whole log, each event on the profile that
+ * holds it now, settles it at the time the kept one is compared at, and
+ * calls report for each audience and computed trait (by key). Unless
+ * check, what differs is replaced by what was recomputed and saved with
+ * the checkpoint, each entry and exit this implies recorded with cause
+ * recompute; nothing differing, nothing is saved. progress, if not NULL,
+ * is called now and then with the events replayed and their total.
+ */
+int engine_audiences_recompute(const char *database_url, const char *workspace, bool check,
+			       void (*progress)(void *arg, int64_t done, int64_t total), void *arg,
+			       void (*report)(void *arg, const struct engine_recompute_report *r),
+			       void *rarg, char *err, size_t errlen);
+
 #endif

@@ -140,10 +140,45 @@ int engine_row_brief(const char *tuple, size_t len, int64_t *ws, int64_t *seq, i
 int engine_audiences_load(struct engine *e);
 /* Replays the log into w's pending aggregates (up to w->applied) and settles. */
 int engine_audiences_backfill(struct engine *e, struct engine_ws *w, enum audience_cause cause);
+/*
+ * The replay of a backfill, without the settle: the log of w up to what
+ * is applied goes into the pending aggregates of as (w->as, or a space
+ * of a recompute), each event on the profile w's store recorded it on,
+ * as at now_us. progress, if not NULL, is called every 4096 events with
+ * how many of w's were read; *events (if not NULL) gets how many fed an
+ * aggregate.
+ */
+int engine_audiences_replay(struct engine *e, struct engine_ws *w, struct audience_space *as,
+			    int64_t now_us, void (*progress)(void *arg, int64_t done), void *arg,
+			    uint64_t *events);
+/*
+ * A new space holding w's definitions among d[0..n) (store_defs_load),
+ * installed as engine_audiences_load() installs them, every aggregate
+ * pending: what a recompute fills from the log.
+ */
+struct audience_space *engine_audiences_space_new(struct engine *e, const struct engine_ws *w,
+						  const struct store_def *d, size_t n);
 /* Slides windows when the hour or day changed (at most once a second). */
 void engine_audiences_tick(struct engine *e);
 /* Records that profile pid of w was erased: its saved changes go at the next save. */
 void engine_audiences_erased(struct engine *e, struct engine_ws *w, uint64_t pid);
+
+/* offline.c */
+/*
+ * An engine without its thread, for a command (engine_free it, even on
+ * failure: *out is always set): connected to url with the schema checked
+ * and, unless other is NULL, holding the engine lock. While someone else
+ * holds it, err says "a server (or <other>) holds the engine state ...".
+ */
+int engine_offline_connect(const char *url, const char *other, struct engine **out, char *err,
+			   size_t errlen);
+/*
+ * Loads into a connected engine what its thread loads at start (the
+ * checkpoint and state, rules, definitions, blocks, erasures), catches up
+ * to the log's head and slides the audiences' windows to now. Writes
+ * nothing. 0, or the error with err saying what failed.
+ */
+int engine_offline_load(struct engine *e, char *err, size_t errlen);
 
 /* erase.c */
 /* True if the event (seq, its identifiers) must not be applied: suppressed or erased. */

@@ -35,20 +35,6 @@ static int rebuild_row(void *arg, const char *tuple, size_t len)
 	return 0;
 }
 
-static int open_engine(const char *url, struct engine **out, char *err, size_t errlen)
-{
-	struct engine_config cfg = { .database_url = url };
-	struct engine *e = engine_new(&cfg);
-	int rc;
-
-	*out = e;
-	if ((rc = store_connect(url, &e->store)) || (rc = store_schema_check(e->store))) {
-		snprintf(err, errlen, "cannot use the database: %s", weft_strerror(rc));
-		return rc;
-	}
-	return 0;
-}
-
 /* Replays workspace ws (after its graph was emptied) from the start of the log up to upto. */
 static int replay(struct rebuild *r, int64_t ws, int64_t upto)
 {
@@ -93,15 +79,9 @@ int engine_rebuild(const char *database_url, const char *workspace,
 	size_t n = 0;
 	int rc;
 
-	if ((rc = open_engine(database_url, &e, err, errlen)))
+	if ((rc = engine_offline_connect(database_url, "another rebuild", &e, err, errlen)))
 		goto out;
 	r.e = e;
-	if ((rc = store_engine_lock(e->store))) {
-		snprintf(err, errlen, rc == WEFT_ECONFLICT ?
-			 "a server (or another rebuild) holds the engine state of this database; "
-			 "stop it first" : "cannot lock the engine state: %s", weft_strerror(rc));
-		goto out;
-	}
 	if (workspace) {
 		bool created;
 
@@ -160,7 +140,7 @@ int engine_saved_digests(const char *database_url,
 	struct engine *e;
 	int rc;
 
-	if ((rc = open_engine(database_url, &e, err, errlen)))
+	if ((rc = engine_offline_connect(database_url, NULL, &e, err, errlen)))
 		goto out;
 	if ((rc = engine_state_load(e))) {
 		snprintf(err, errlen, "cannot read the saved state: %s", weft_strerror(rc));

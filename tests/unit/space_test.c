@@ -1779,6 +1779,132 @@ static void test_space__preview_answers_size_and_sample_and_leaves_nothing(void 
 	world_release(&w);
 }
 
+/* ---- a full recompute: adopting a recomputed space ---- */
+
+static void adopt_define(struct audience_space *s)
+{
+	ct(s, 1, "{\"key\": \"spend\", \"kind\": \"sum\", \"event\": \"Order\", "
+	   "\"property\": \"total\"}");
+	aud(s, 1, "big", "event('Order').where(property('total') >= 10).count() >= 2");
+	aud(s, 2, "pro", "trait('plan') = 'pro'");
+	aud(s, 3, "big_or_pro", "audience('big') or audience('pro')");
+	aud(s, 4, "spender", "computed('spend') > 25");
+}
+
+/* A space with adopt_define's definitions, filled with (pid, total) orders and settled. */
+static struct audience_space *adopt_fresh(struct world *w, const uint64_t *pids,
+					  const int *totals, size_t n)
+{
+	struct audience_space *fresh = audience_space_new();
+	size_t nch;
+
+	adopt_define(fresh);
+	for (size_t i = 0; i < n; i++) {
+		json_t *p = json_pack("{si}", "total", totals[i]);
+
+		audience_space_backfill(fresh, pids[i], T0 - DAY, "Order", p, w->now);
+		json_decref(p);
+	}
+	audience_space_settle(fresh, w->ps, w->now, AUDIENCE_CAUSE_RECOMPUTE);
+	/* Its own changes are everyone entering: adopting must not take them. */
+	assert_true(audience_space_cts(fresh) == 1 && audience_space_audiences(fresh) == 4);
+	nch = 0;
+	for (size_t i = 0; i < audience_space_audiences(fresh); i++) {
+		struct audience_info info;
+
+		audience_space_audience(fresh, i, &info);
+		nch += info.size;
+	}
+	assert_true(nch > 0);
+	return fresh;
+}
+
+static void test_space__adopt_takes_recomputed_members_and_records_the_differences(void **unused)
+{
+	static const uint64_t pids[] = { 1, 2, 3, 3, 3 };
+	static const int totals[] = { 20, 20, 5, 30, 30 };
+	struct world w;
+	struct audience_space *fresh;
+	struct audience_change *c;
+	int64_t seq;
+	size_t n;
+
+	(void)unused;
+	world_init(&w);
+	adopt_define(w.s);
+	audience_space_settle(w.s, w.ps, w.now, AUDIENCE_CAUSE_DEFINITION);
+	/* The log as the incremental path saw it. */
+	send(&w, 1, T0 - DAY, "Order", "{\"total\": 20}", NULL);
+	send(&w, 1, T0 - DAY, "Order", "{\"total\": 20}", NULL);
+	send(&w, 2, T0 - DAY, "Order", "{\"total\": 20}", "{\"plan\": \"pro\"}");
+	send(&w, 3, T0 - DAY, "Order", "{\"total\": 5}", NULL);
+	free(take(w.s, &n));
+	assert_true(member(w.s, "big", 1));
+	assert_true(member(w.s, "spender", 1));
+	assert_false(member(w.s, "big", 3));
+	/* Changes not yet taken when the recompute comes stay, ahead of its own. */
+	seq = send(&w, 4, T0, NULL, NULL, "{\"plan\": \"pro\"}");
+
+	/* The log as a recompute reads it: profile 1's second order is gone, 3 has two more. */
+	w.now += MINUTE;
+	fresh = adopt_fresh(&w, pids, totals, sizeof(pids) / sizeof(pids[0]));
+	audience_space_adopt(w.s, fresh, w.now);
+	audience_space_free(fresh);
+	c = take(w.s, &n);
+	assert_int_equal(n, 2 + 6);
+	assert_has_change(c, 2, aud_id(w.s, "pro"), 4, true, AUDIENCE_CAUSE_EVENT, seq, T0);
+	assert_has_change(c, 2, aud_id(w.s, "big_or_pro"), 4, true, AUDIENCE_CAUSE_EVENT, seq, T0);
+	for (size_t i = 2; i < n; i++)
+		assert_true(c[i].audience_id != aud_id(w.s, "pro"));
+	assert_has_change(c + 2, 6, aud_id(w.s, "big"), 1, false, AUDIENCE_CAUSE_RECOMPUTE, 0,
+			  w.now);
+	assert_has_change(c + 2, 6, aud_id(w.s, "big"), 3, true, AUDIENCE_CAUSE_RECOMPUTE, 0,
+			  w.now);
+	for (size_t i = 2; i < n; i++)
+		if (c[i].audience_id == aud_id(w.s, "big_or_pro") ||
+		    c[i].audience_id == aud_id(w.s, "spender"))
+			assert_change(&c[i], c[i].audience_id, c[i].profile_id == 1 ? 1 : 3,
+				      c[i].profile_id != 1, AUDIENCE_CAUSE_RECOMPUTE, 0, w.now);
+	free(c);
+	/* The recomputed members, sizes and values are the space's now. */
+	assert_false(member(w.s, "big", 1));
+	assert_true(member(w.s, "big", 3));
+	assert_int_equal(aud_size(w.s, "big"), 1);
+	assert_int_equal(aud_size(w.s, "pro"), 2);
+	assert_int_equal(aud_size(w.s, "big_or_pro"), 3);
+	assert_int_equal(aud_size(w.s, "spender"), 1);
+	assert_true(member(w.s, "spender", 3));
+	assert_ct(w.s, "spend", 1, w.now, "20.0");
+	assert_ct(w.s, "spend", 3, w.now, "65.0");
+
+	/* The adopted states live on: profile 1's next order brings it back. */
+	seq = send(&w, 1, w.now, "Order", "{\"total\": 20}", NULL);
+	assert_true(member(w.s, "big", 1));
+	assert_true(member(w.s, "big_or_pro", 1));
+	assert_true(member(w.s, "spender", 1));
+	assert_ct(w.s, "spend", 1, w.now, "40.0");
+	c = take(w.s, &n);
+	assert_int_equal(n, 3);
+	for (size_t i = 0; i < n; i++)
+		assert_change(&c[i], c[i].audience_id, 1, true, AUDIENCE_CAUSE_EVENT, seq, w.now);
+	free(c);
+
+	/* A recomputed space that agrees changes nothing and records nothing. */
+	{
+		static const uint64_t pids2[] = { 1, 1, 2, 3, 3, 3 };
+		static const int totals2[] = { 20, 20, 20, 5, 30, 30 };
+
+		fresh = adopt_fresh(&w, pids2, totals2, sizeof(pids2) / sizeof(pids2[0]));
+		audience_space_adopt(w.s, fresh, w.now);
+		audience_space_free(fresh);
+		assert_no_changes(w.s);
+		assert_int_equal(aud_size(w.s, "big"), 2);
+		assert_int_equal(aud_size(w.s, "big_or_pro"), 4);
+		assert_ct(w.s, "spend", 3, w.now, "65.0");
+	}
+	world_release(&w);
+}
+
 /* ---- the property: incremental equals recomputed ---- */
 
 #define NPROF 200
@@ -2204,6 +2330,7 @@ int main(void)
 		cmocka_unit_test(test_space__snapshot_restores_members_and_values),
 		cmocka_unit_test(test_space__a_damaged_snapshot_restores_nothing),
 		cmocka_unit_test(test_space__preview_answers_size_and_sample_and_leaves_nothing),
+		cmocka_unit_test(test_space__adopt_takes_recomputed_members_and_records_the_differences),
 		cmocka_unit_test(test_space__incremental_equals_recomputed_on_random_traffic),
 	};
 
