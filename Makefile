@@ -10,7 +10,7 @@
 BUILD ?= build
 CC ?= cc
 CFLAGS ?= -O2 -g
-PKGS := libevent libevent_pthreads jansson libxxhash libpq libcrypto zlib
+PKGS := libevent libevent_pthreads jansson libxxhash libpq libcrypto zlib libcurl
 WARN := -Wall -Wextra -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -Wvla
 ifdef CI
 WARN += -Werror
@@ -32,7 +32,7 @@ endif
 
 ALL_CFLAGS := -std=gnu11 -I. -MMD -MP $(WARN) $(PKG_CFLAGS) $(CFLAGS)
 
-MODULES := lib privacy store ingest identity engine profiles audiences api cmd
+MODULES := lib privacy store ingest identity engine profiles audiences export api cmd
 SRCS := $(foreach m,$(MODULES),$(wildcard $(m)/*.c))
 MIGRATIONS := $(sort $(wildcard store/migrations/*.sql))
 OBJS := $(SRCS:%.c=$(BUILD)/%.o) $(BUILD)/gen/migrations.o

@@ -315,6 +315,10 @@ static void handle(struct http_request *req, void *arg)
 		api_definitions(a, req, STORE_DEF_COMPUTED_TRAIT, path + 19);
 		return;
 	}
+	if (strncmp(path, "/v1/exports/", 12) == 0) {
+		api_exports(a, req, path + 12);
+		return;
+	}
 	if (strcmp(path, "/v1/admin/clock") == 0) {
 		api_clock(a, req);
 		return;
@@ -407,5 +411,6 @@ void api_free(struct api *a)
 	}
 	free(a->workspaces);
 	privacy_policy_free(a->default_policy);
+	free(a->exports_dir);
 	free(a);
 }

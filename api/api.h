@@ -39,6 +39,9 @@ struct api *api_new(struct event_base *base, const struct api_config *cfg,
 		    const struct privacy_master *master);
 /* The engine whose state the identity and profile endpoints read (borrowed). */
 void api_set_engine(struct api *a, struct engine *engine);
+struct export_worker;
+/* The worker that runs export jobs and the folder their files go to (borrowed; dir copied). */
+void api_set_exports(struct api *a, struct export_worker *w, const char *dir);
 /*
  * Loads keys and settings (synchronously, once) and starts listening.
  * WEFT_EUNAVAIL if the database cannot be read, WEFT_ESCHEMA if its schema

@@ -72,6 +72,8 @@ struct api {
 	struct api_workspace *workspaces;
 	size_t nworkspaces;
 	struct api_metrics metrics;
+	struct export_worker *exports;	/* runs export jobs; NULL: none (tests of ingest alone) */
+	char *exports_dir;		/* where their files are */
 };
 
 /* auth.c */
@@ -171,6 +173,17 @@ void api_metrics_reply(struct api *a, struct http_request *req);
 void api_definitions(struct api *a, struct http_request *req, enum store_def_kind kind,
 		     const char *rest);
 void api_clock(struct api *a, struct http_request *req);
+/* The body as a JSON object, or NULL after replying 400. */
+json_t *api_body_object(struct http_request *req);
+/* True if the method is one of allow ("GET, POST"); else replies 405 with Allow. */
+bool api_method_is(struct http_request *req, const char *allow);
+
+/* api/exports.c (docs/audiences.md, "Exports") */
+/* POST /v1/audiences/{key}/exports: k has been checked for the admin role. */
+void api_export_create(struct api *a, struct http_request *req, const struct api_key *k,
+		       const char *audience_key);
+/* GET /v1/exports/{id} and /v1/exports/{id}/file; rest is what follows /v1/exports/. */
+void api_exports(struct api *a, struct http_request *req, const char *rest);
 
 /* api.c */
 void api_reply_json(struct http_request *req, int status, json_t *body);

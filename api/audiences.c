@@ -235,7 +235,7 @@ static void submit(struct api *a, struct http_request *req, int64_t ws, enum def
 }
 
 /* The body as a JSON object, or NULL after replying 400. */
-static json_t *body_object(struct http_request *req)
+json_t *api_body_object(struct http_request *req)
 {
 	size_t len;
 	const char *text = http_request_body(req, &len);
@@ -258,7 +258,7 @@ static json_t *body_object(struct http_request *req)
 static void audience_write(struct api *a, struct http_request *req, int64_t ws,
 			   const char *path_key)
 {
-	json_t *o = body_object(req);
+	json_t *o = api_body_object(req);
 	const char *key, *name, *def, *k;
 	json_t *v;
 
@@ -301,7 +301,7 @@ static void audience_write(struct api *a, struct http_request *req, int64_t ws,
 
 static void ct_write(struct api *a, struct http_request *req, int64_t ws, const char *path_key)
 {
-	json_t *o = body_object(req);
+	json_t *o = api_body_object(req);
 	char err[512], *canon = NULL;
 	const char *key;
 
@@ -401,7 +401,7 @@ static void members(struct api *a, struct http_request *req, int64_t ws, const c
 
 /* ---- routing ---- */
 
-static bool method_is(struct http_request *req, const char *allow)
+bool api_method_is(struct http_request *req, const char *allow)
 {
 	const char *m = http_request_method(req);
 	char list[64], *tok, *save;
@@ -427,10 +427,10 @@ void api_definitions(struct api *a, struct http_request *req, enum store_def_kin
 
 	/* rest: "", "/preview", "/{key}" or "/{key}/members" */
 	if (!*rest) {
-		if (!method_is(req, "GET, POST"))
+		if (!api_method_is(req, "GET, POST"))
 			return;
 	} else if (kind == STORE_DEF_AUDIENCE && strcmp(rest, "/preview") == 0) {
-		if (!method_is(req, "POST"))
+		if (!api_method_is(req, "POST"))
 			return;
 		write = false;	/* a read key may preview */
 	}
@@ -447,7 +447,7 @@ void api_definitions(struct api *a, struct http_request *req, enum store_def_kin
 		return;
 	}
 	if (kind == STORE_DEF_AUDIENCE && strcmp(rest, "/preview") == 0) {
-		json_t *o = body_object(req);
+		json_t *o = api_body_object(req);
 		const char *def = o ? json_string_value(json_object_get(o, "definition")) : NULL;
 
 		if (o && (!def || !*def || strlen(def) > AUDIENCE_MAX_SOURCE))
@@ -468,15 +468,20 @@ void api_definitions(struct api *a, struct http_request *req, enum store_def_kin
 	memcpy(key, rest, klen);
 	key[klen] = '\0';
 	if (slash) {
+		if (kind == STORE_DEF_AUDIENCE && strcmp(slash, "/exports") == 0) {
+			if (api_method_is(req, "POST"))
+				api_export_create(a, req, k, key);
+			return;
+		}
 		if (kind != STORE_DEF_AUDIENCE || strcmp(slash, "/members")) {
 			http_reply_json_error(req, 404, "not_found", "no such endpoint; see docs/api.md");
 			return;
 		}
-		if (method_is(req, "GET"))
+		if (api_method_is(req, "GET"))
 			members(a, req, k->workspace_id, key);
 		return;
 	}
-	if (!method_is(req, "GET, PUT, DELETE"))
+	if (!api_method_is(req, "GET, PUT, DELETE"))
 		return;
 	if (strcmp(method, "GET") == 0)
 		reply_one(a, req, k->workspace_id, kind, key, 200);
@@ -528,8 +533,8 @@ void api_clock(struct api *a, struct http_request *req)
 				      "no such endpoint (the test clock needs WEFT_TEST_CLOCK=1)");
 		return;
 	}
-	if (!method_is(req, "PUT") || !api_authenticate(a, req, NULL, STORE_ROLE_ADMIN) ||
-	    api_engine_unready(a, req) || !(o = body_object(req)))
+	if (!api_method_is(req, "PUT") || !api_authenticate(a, req, NULL, STORE_ROLE_ADMIN) ||
+	    api_engine_unready(a, req) || !(o = api_body_object(req)))
 		return;
 	if (!json_is_number(json_object_get(o, "now"))) {
 		http_reply_json_error(req, 400, "invalid_parameter",

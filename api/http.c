@@ -110,6 +110,7 @@ struct http_request {
 	bool keep_alive;
 	bool http10;
 	bool held;			/* with the handler */
+	int reply_fd;			/* http_reply_file: the file to send, plus one; 0: none */
 	char id[17];
 	char peer[INET6_ADDRSTRLEN];	/* copied when the connection goes */
 };
@@ -469,8 +470,20 @@ static void conn_write_reply(struct conn *c, struct http_request *r, int status,
 	buf_add(h, r->extra.data, r->extra.len);
 	buf_adds(h, "\r\n");
 	evbuffer_add(out, h->data, h->len);
-	if (len && !bodiless && r->method != HTTP_HEAD)
+	if (r->reply_fd) {
+		int fd = r->reply_fd - 1;
+
+		r->reply_fd = 0;
+		/* Sent from the file (sendfile where it can); libevent closes fd. */
+		if (!len || bodiless || r->method == HTTP_HEAD) {
+			evutil_closesocket(fd);
+		} else if (evbuffer_add_file(out, fd, 0, (ev_off_t)len)) {
+			log_error("http_file_unsent", "request_id=%s", r->id);
+			evutil_closesocket(fd);
+		}
+	} else if (len && !bodiless && r->method != HTTP_HEAD) {
 		evbuffer_add(out, body, len);
+	}
 	if (status >= 100 && status < 600)
 		s->stats.replies[status / 100]++;
 }
@@ -1553,4 +1566,16 @@ void http_reply_json_error(struct http_request *req, int status, const char *cod
 	buf_adds(&b, "}}");
 	http_reply(req, status, "application/json", b.data, b.len);
 	buf_release(&b);
+}
+
+void http_reply_file(struct http_request *req, int status, const char *content_type, int fd,
+		     size_t len)
+{
+	if (!req->conn) {
+		close(fd);
+		http_reply(req, status, content_type, NULL, 0);
+		return;
+	}
+	req->reply_fd = fd + 1;
+	http_reply(req, status, content_type, NULL, len);
 }

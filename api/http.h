@@ -153,6 +153,14 @@ void http_reply(struct http_request *req, int status, const char *content_type,
 	const char *body, size_t len);
 
 /*
+ * Answers req with len bytes of the open file fd, from its start, which
+ * the server owns from now on (and closes): the body is sent from the
+ * file, never held in memory whole.
+ */
+void http_reply_file(struct http_request *req, int status, const char *content_type, int fd,
+		     size_t len);
+
+/*
  * Answers req with {"error":{"code":code,"message":message}} as
  * application/json, both strings JSON-escaped. For a 503, add
  * "Retry-After" with http_reply_add_header() first.

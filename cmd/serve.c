@@ -19,6 +19,7 @@
 
 #include "api/api.h"
 #include "engine/engine.h"
+#include "export/export.h"
 #include "ingest/ingest.h"
 #include "lib/err.h"
 #include "lib/log.h"
@@ -42,6 +43,9 @@ static const char usage[] =
 	"                       events waiting for a commit (50000)\n"
 	"  --shutdown-timeout S seconds SIGTERM waits for in-flight commits\n"
 	"                       before exiting 1 without them (30)\n"
+	"  --checkpoint-interval MS\n"
+	"                       at most this long between saves of the derived\n"
+	"                       state and its audience changes (10000)\n"
 	"Each also reads WEFT_<NAME> from the environment, e.g.\n"
 	"WEFT_MAX_QUEUED_EVENTS.\n"
 	CMD_COMMON_HELP;
@@ -52,6 +56,7 @@ enum {
 	OPT_MAX_INFLIGHT_BYTES,
 	OPT_MAX_QUEUED_EVENTS,
 	OPT_SHUTDOWN_TIMEOUT,
+	OPT_CHECKPOINT_INTERVAL,
 };
 
 /* The serve-only numeric settings, by option and environment name. */
@@ -66,10 +71,11 @@ static const struct {
 	{ OPT_MAX_INFLIGHT_BYTES, "max-inflight-bytes", "WEFT_MAX_INFLIGHT_BYTES" },
 	{ OPT_MAX_QUEUED_EVENTS, "max-queued-events", "WEFT_MAX_QUEUED_EVENTS" },
 	{ OPT_SHUTDOWN_TIMEOUT, "shutdown-timeout", "WEFT_SHUTDOWN_TIMEOUT" },
+	{ OPT_CHECKPOINT_INTERVAL, "checkpoint-interval", "WEFT_CHECKPOINT_INTERVAL" },
 };
 
 struct serve_limits {
-	unsigned long long value[5];	/* by limits[] index; 0: default */
+	unsigned long long value[6];	/* by limits[] index; 0: default */
 };
 
 static int parse_count(const char *name, const char *text,
@@ -190,6 +196,8 @@ int cmd_serve(int argc, char **argv)
 		  OPT_MAX_QUEUED_EVENTS },
 		{ "shutdown-timeout", required_argument, NULL,
 		  OPT_SHUTDOWN_TIMEOUT },
+		{ "checkpoint-interval", required_argument, NULL,
+		  OPT_CHECKPOINT_INTERVAL },
 		{ 0 },
 	};
 	struct serve_limits lim = { { 0 } };
@@ -198,6 +206,8 @@ int cmd_serve(int argc, char **argv)
 	struct ingest_pipeline *pipeline = NULL;
 	struct engine_config ecfg = { 0 };
 	struct engine *engine = NULL;
+	struct export_worker *exports = NULL;
+	char exports_dir[4096];
 	struct privacy_master *master = NULL;
 	struct event *sigterm = NULL, *sigint = NULL;
 	struct serve sv = { 0 };
@@ -218,7 +228,7 @@ int cmd_serve(int argc, char **argv)
 			fputs(usage, stdout);
 			return 0;
 		}
-		if (opt >= OPT_MAX_CONNECTIONS && opt <= OPT_SHUTDOWN_TIMEOUT) {
+		if (opt >= OPT_MAX_CONNECTIONS && opt <= OPT_CHECKPOINT_INTERVAL) {
 			size_t i = (size_t)(opt - OPT_MAX_CONNECTIONS);
 
 			if (parse_count(limits[i].flag, optarg, &lim.value[i]))
@@ -265,6 +275,7 @@ int cmd_serve(int argc, char **argv)
 	sv.base = event_base_new();
 	pcfg.database_url = cfg.database_url;
 	ecfg.database_url = cfg.database_url;
+	ecfg.checkpoint_interval_ms = lim.value[5] > 3600000 ? 3600000 : (int)lim.value[5];
 	engine = engine_new(&ecfg);
 	pipeline = ingest_pipeline_new(sv.base, &pcfg);
 	ingest_pipeline_set_sink(pipeline, engine_sink, engine);
@@ -273,8 +284,11 @@ int cmd_serve(int argc, char **argv)
 	if (!wait_ready(pipeline))
 		log_warn("log_not_ready", "msg=\"serving anyway; events get 503 "
 			 "until the database answers\"");
+	snprintf(exports_dir, sizeof(exports_dir), "%s/exports", cfg.data_dir);
+	exports = export_worker_start(cfg.database_url, exports_dir, engine);
 	sv.api = api_new(sv.base, &acfg, pipeline, master);
 	api_set_engine(sv.api, engine);
+	api_set_exports(sv.api, exports, exports_dir);
 	rc = api_start(sv.api);
 	if (rc == WEFT_ESCHEMA) {
 		fprintf(stderr, "weft serve: the database schema is not the one "
@@ -310,6 +324,10 @@ out_free:
 	if (sv.deadline)
 		event_free(sv.deadline);
 	ingest_pipeline_stop(pipeline);
+	/* A job under way stops at its next page and resumes at the next start. */
+	if (sv.api)
+		api_set_exports(sv.api, NULL, NULL);
+	export_worker_stop(exports);
 	/* Every acknowledged event has reached the engine's feed: apply, checkpoint. */
 	engine_stop(engine);
 	api_free(sv.api);

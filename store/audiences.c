@@ -101,7 +101,7 @@ int store_def_put(struct store *s, int64_t workspace_id, enum store_def_kind kin
 int store_def_delete(struct store *s, int64_t workspace_id, enum store_def_kind kind,
 		     const char *key)
 {
-	char ws[24], sql[400];
+	char ws[24], sql[600];
 	const char *params[2] = { ws, key };
 	PGresult *res;
 	int rc;
@@ -112,6 +112,8 @@ int store_def_delete(struct store *s, int64_t workspace_id, enum store_def_kind 
 			 "WITH d AS (DELETE FROM audiences WHERE workspace_id = $1 AND key = $2"
 			 " RETURNING workspace_id, audience_id),"
 			 " c AS (DELETE FROM audience_changes a USING d"
+			 " WHERE a.workspace_id = d.workspace_id AND a.audience_id = d.audience_id),"
+			 " x AS (DELETE FROM export_cursors a USING d"
 			 " WHERE a.workspace_id = d.workspace_id AND a.audience_id = d.audience_id)"
 			 " SELECT count(*) FROM d");
 	else

@@ -353,6 +353,77 @@ int store_def_delete(struct store *s, int64_t workspace_id, enum store_def_kind 
 int store_def_times(struct store *s, int64_t workspace_id, enum store_def_kind kind,
 		    const char *key, double *created_at, double *updated_at);
 
+/* ---- audience exports (store/exports.c) ---- */
+
+/* An export job (the exports table); strings malloc'd (store_export_release). */
+struct store_export {
+	int64_t workspace_id, export_id, audience_id, key_id;
+	char audience_key[72];
+	char format[8];			/* csv, ndjson */
+	char mode[8];			/* full, delta */
+	char status[8];			/* queued, running, done, failed */
+	char *fields_json;		/* a JSON array of field names */
+	char *destination_json;		/* the destination object as stored */
+	char *destination_key;		/* "file" or "webhook <url>": what a delta cursor follows */
+	int64_t rows_done;
+	int64_t rows_total;		/* -1: not known yet */
+	int64_t from_change, to_change;	/* delta: the range (from, to] (-1 before the start) */
+	int64_t cursor;			/* delivered up to here (profile id or change id) */
+	int attempts;			/* starts, counting resumes */
+	char *error;			/* NULL: none */
+	char *file_name;		/* the finished file's name in the exports folder; NULL: none */
+	int64_t file_bytes;		/* -1: no file */
+	double created_at, started_at, finished_at;	/* seconds since 1970; 0: not yet */
+};
+
+void store_export_release(struct store_export *x);
+/* Queues a job from x's workspace, audience, format, mode, fields, destination and key: *id. */
+int store_export_create(struct store *s, const struct store_export *x, int64_t *id);
+/* One job: 0 or WEFT_ENOTFOUND. */
+int store_export_get(struct store *s, int64_t workspace_id, int64_t export_id,
+		     struct store_export *out);
+/* The oldest job queued or running (a restart interrupted it): 0 or WEFT_ENOTFOUND. */
+int store_export_next(struct store *s, struct store_export *out);
+/*
+ * Marks x running and counts the attempt. A delta job starting for the
+ * first time fixes its range: from the destination's cursor (0 when it has
+ * none) to the audience's newest change, and its total (the changes in it
+ * less the exits of merged profiles, which are not sent). x is updated.
+ */
+int store_export_start(struct store *s, struct store_export *x);
+/*
+ * Records that everything up to cursor was delivered (rows_done rows in
+ * all, of rows_total; -1: unknown); for a delta job to a webhook, the destination's cursor moves with
+ * it, in the same statement.
+ */
+int store_export_progress(struct store *s, const struct store_export *x, int64_t cursor,
+			  int64_t rows_done, int64_t rows_total);
+/*
+ * Ends x: done (a delta job's destination cursor moves to its to_change,
+ * in the same statement) or failed with error. file_name, file_bytes
+ * (-1: none) and rows_total as they ended.
+ */
+int store_export_finish(struct store *s, const struct store_export *x, bool done,
+			const char *error, const char *file_name, int64_t file_bytes,
+			int64_t rows_done, int64_t rows_total);
+
+/* An audience change as a delta export reads it. */
+struct store_change_row {
+	int64_t change_id, profile_id, at_us;
+	bool entered;
+	char cause[16];
+};
+
+/*
+ * Up to limit changes of the audience with after < change_id <= upto, in
+ * order, into out (which has room for limit): *n. The exits of merged
+ * profiles are left out (the survivor's own rows say where it stands),
+ * but *last is the last change_id looked at, so a cursor passes them.
+ */
+int store_export_changes(struct store *s, int64_t workspace_id, int64_t audience_id,
+			 int64_t after, int64_t upto, size_t limit, struct store_change_row *out,
+			 size_t *n, int64_t *last);
+
 /* ---- identity configuration ---- */
 
 /* A workspace's identity rules, the JSON as PostgreSQL prints jsonb. */
