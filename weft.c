@@ -16,6 +16,7 @@ static const char usage[] =
 	"  keys       create, list and revoke API keys\n"
 	"  pii-key    create the PII master key file\n"
 	"  audiences  recompute audiences and computed traits from the log\n"
+	"  export     write an audience's members to a CSV or NDJSON file\n"
 	"\n"
 	"'weft <command> --help' describes each command.\n";
 
@@ -31,6 +32,7 @@ int main(int argc, char **argv)
 		{ "pii-key", cmd_pii_key },
 		{ "identity", cmd_identity },
 		{ "audiences", cmd_audiences },
+		{ "export", cmd_export },
 	};
 
 	if (argc < 2 || strcmp(argv[1], "--help") == 0 ||

@@ -65,8 +65,9 @@ struct store;
 int cmd_connect(const struct cmd_config *cfg, struct store **out);
 /*
  * Draws "[####    ]  42%  N events" on standard error, over itself: the
- * progress callback of long commands (arg unused). Call it only when
- * standard error is a terminal, and end the line when done.
+ * progress callback of long commands (arg: what is counted, a string;
+ * NULL: "events"). Call it only when standard error is a terminal, and
+ * end the line when done.
  */
 void cmd_progress_bar(void *arg, int64_t done, int64_t total);
 
@@ -76,5 +77,6 @@ int cmd_keys(int argc, char **argv);
 int cmd_pii_key(int argc, char **argv);
 int cmd_identity(int argc, char **argv);
 int cmd_audiences(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 
 #endif

@@ -75,12 +75,11 @@ void cmd_progress_bar(void *arg, int64_t done, int64_t total)
 	int width = 40, fill;
 	double frac = total > 0 ? (double)done / (double)total : 1;
 
-	(void)arg;
 	if (frac > 1)
 		frac = 1;
 	fill = (int)(frac * width);
-	fprintf(stderr, "\r  [%.*s%*s] %3d%%  %lld events", fill,
+	fprintf(stderr, "\r  [%.*s%*s] %3d%%  %lld %s", fill,
 		"########################################", width - fill, "",
-		(int)(frac * 100), (long long)done);
+		(int)(frac * 100), (long long)done, arg ? (const char *)arg : "events");
 	fflush(stderr);
 }

@@ -371,3 +371,27 @@ test('jobs killed midway (SIGKILL) resume: no row lost, none repeated beyond the
 	assert.deepEqual(rows.sort(), want);
 	assert.deepEqual(fs.readdirSync(path.join(weft.dataDir, 'exports')).filter((f) => f.endsWith('.part')), []);
 });
+
+test('weft export writes the same members from the command line, beside a running server', async () => {
+	const want = await members('ex_pro');
+	const out = path.join(weft.tmp, 'cli-export.csv');
+	const res = await weft.cli(['export', '--workspace', weft.workspace, '--audience', 'ex_pro',
+		'--fields', 'identifier:user_id,trait:plan,match_key:email', '--out', out]);
+	assert.equal(res.code, 0, res.stderr);
+	assert.match(res.stderr, new RegExp(`${want.length} rows, \\d+ bytes to `));
+	const rows = parseCsv(fs.readFileSync(out, 'utf8'));
+	assert.deepEqual(rows[0], ['profile_id', 'user_id', 'plan', 'email_sha256']);
+	assert.deepEqual(rows.slice(1).map((r) => r[0]).sort(), want);
+	for (const r of rows.slice(1)) assert.equal(r[3], sha256(email(Number(r[1].split('-').pop())).toLowerCase()));
+	assert.ok(!fs.existsSync(`${out}.part`));
+
+	let bad = await weft.cli(['export', '--workspace', weft.workspace, '--audience', 'nope', '--out', out], { allowFailure: true });
+	assert.equal(bad.code, 1);
+	assert.match(bad.stderr, /the audience 'nope' does not exist/);
+	bad = await weft.cli(['export', '--workspace', weft.workspace, '--audience', 'ex_pro'], { allowFailure: true });
+	assert.equal(bad.code, 2);
+	assert.match(bad.stderr, /--out are needed/);
+	bad = await weft.cli(['export', '--workspace', weft.workspace, '--audience', 'ex_pro', '--out', out, '--fields', 'bogus'], { allowFailure: true });
+	assert.equal(bad.code, 2);
+	assert.match(bad.stderr, /field 'bogus'/);
+});
