@@ -395,3 +395,7 @@ test('weft export writes the same members from the command line, beside a runnin
 	assert.equal(bad.code, 2);
 	assert.match(bad.stderr, /field 'bogus'/);
 });
+
+test('weft exits cleanly', async () => {
+	await weft.assertCleanExit();
+});
