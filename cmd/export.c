@@ -16,6 +16,7 @@
 
 #include "engine/engine.h"
 #include "export/export.h"
+#include "lib/clock.h"
 #include "lib/err.h"
 #include "store/store.h"
 
@@ -38,14 +39,6 @@ static const char usage[] =
 	"  --fields LIST        comma-separated fields (default: none)\n" CMD_COMMON_HELP;
 
 enum { OPT_WORKSPACE = CMD_OPT_FIRST_OWN, OPT_AUDIENCE, OPT_OUT, OPT_FORMAT, OPT_FIELDS };
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* The request a file job would get: {"format", "fields"}, checked the same way. */
 static int spec_of(const char *format, const char *fields, struct export_spec *spec,
@@ -140,7 +133,7 @@ int cmd_export(int argc, char **argv)
 			 "cannot read workspace %s", workspace);
 		goto out;
 	}
-	t0 = now_s();
+	t0 = clock_mono();
 	if (tty)
 		fprintf(stderr, "weft export: loading the state\n");
 	if ((rc = engine_offline_open(cfg.database_url, false, &e, err, sizeof(err))))
@@ -151,7 +144,7 @@ int cmd_export(int argc, char **argv)
 			.progress = tty ? cmd_progress_bar : NULL, .arg = "rows",
 		};
 
-		t0 = now_s();
+		t0 = clock_mono();
 		rc = export_to_file(&c, audience, &spec, NULL, out, &rows, &bytes, err,
 				    sizeof(err));
 		if (tty)
@@ -159,7 +152,7 @@ int cmd_export(int argc, char **argv)
 	}
 	if (!rc)
 		fprintf(stderr, "weft export: %lld rows, %lld bytes to %s in %.1f s\n",
-			(long long)rows, (long long)bytes, out, now_s() - t0);
+			(long long)rows, (long long)bytes, out, clock_mono() - t0);
 out:
 	if (rc)
 		fprintf(stderr, "weft export: %s\n", err[0] ? err : weft_strerror(rc));

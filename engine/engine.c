@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "lib/alloc.h"
+#include "lib/clock.h"
 #include "lib/err.h"
 #include "lib/log.h"
 
@@ -26,10 +27,7 @@ const double engine_lag_bounds[7] = { .005, .01, .025, .05, .1, .25, 1 };
 
 double engine_now(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	return clock_mono();
 }
 
 struct engine *engine_new(const struct engine_config *cfg)
@@ -397,15 +395,8 @@ static void refresh_stats(struct engine *e)
 /* Sleeps up to s seconds, or until stop is asked. */
 static void nap(struct engine *e, double s)
 {
-	struct timespec ts;
+	struct timespec ts = clock_deadline(s);
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += (time_t)s;
-	ts.tv_nsec += (long)((s - (double)(time_t)s) * 1e9);
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
 	pthread_mutex_lock(&e->mu);
 	if (!e->stopping)
 		pthread_cond_timedwait(&e->cv, &e->mu, &ts);
@@ -591,15 +582,8 @@ static struct engine_cmd *take_work(struct engine *e, struct feed_batch **pendin
 
 	pthread_mutex_lock(&e->mu);
 	if (!e->fhead && !e->chead && !e->behind && !e->stopping && wait_s > 0) {
-		struct timespec ts;
+		struct timespec ts = clock_deadline(wait_s);
 
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += (time_t)wait_s;
-		ts.tv_nsec += (long)((wait_s - (double)(time_t)wait_s) * 1e9);
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
 		pthread_cond_timedwait(&e->cv, &e->mu, &ts);
 	}
 	if (e->fhead) {

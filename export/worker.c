@@ -20,6 +20,7 @@
 
 #include "engine/engine.h"
 #include "lib/alloc.h"
+#include "lib/clock.h"
 #include "lib/err.h"
 #include "lib/log.h"
 #include "store/store.h"
@@ -44,26 +45,11 @@ struct export_worker {
 	double last_progress;
 };
 
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* Waits ms or until woken or stopped. */
 static void idle(struct export_worker *w, int ms)
 {
-	struct timespec ts;
+	struct timespec ts = clock_deadline(ms / 1000.0);
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += ms / 1000;
-	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
 	pthread_mutex_lock(&w->mu);
 	while (!w->woken && !w->stop)
 		if (pthread_cond_timedwait(&w->cv, &w->mu, &ts) == ETIMEDOUT)
@@ -76,7 +62,7 @@ static void idle(struct export_worker *w, int ms)
 static void file_progress(void *arg, int64_t done, int64_t total)
 {
 	struct export_worker *w = arg;
-	double t = now_s();
+	double t = clock_mono();
 
 	if (t - w->last_progress < PROGRESS_EVERY_S)
 		return;
@@ -97,7 +83,7 @@ static void run_one(struct export_worker *w, struct store_export *x)
 	if (!strstr(x->destination_json, "\"webhook\""))
 		c.progress = file_progress;
 	w->job = x;
-	w->last_progress = now_s();
+	w->last_progress = clock_mono();
 	rc = export_job_run(&c, x, w->dir);
 	w->job = NULL;
 	if (rc && rc != WEFT_ESHUTDOWN) {

@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include "lib/alloc.h"
+#include "lib/clock.h"
 #include "lib/err.h"
 #include "lib/log.h"
 
@@ -237,15 +238,8 @@ static int commit_list(struct ingest_pipeline *p, struct ingest_job *list)
 /* Sleeps up to ms unless the pipeline is told to stop. */
 static void backoff(struct ingest_pipeline *p, int ms)
 {
-	struct timespec until;
+	struct timespec until = clock_deadline(ms / 1000.0);
 
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += ms / 1000;
-	until.tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
 	pthread_mutex_lock(&p->mu);
 	if (!p->stopping)
 		pthread_cond_timedwait(&p->cv, &p->mu, &until);
