@@ -150,9 +150,13 @@ fuzz-merge:
 # profiles against the same server's trivial-route ceiling, apply lag under
 # bench-ingest's load, memory per profile. bench/ingest, bench/identity and
 # bench/lookup build what they need through bench-programs.
+# bench-audiences: with 1M profiles and 20 audiences of mixed kinds, the
+# ingest benchmark's events/s with the audiences live against without, the
+# full recompute time against reading the same log, and export rows/s
+# against writing the same bytes to the same disk (bench/audiences).
 BENCH_BINS := $(BUILD)/bench/loadgen $(BUILD)/bench/copy_ceiling \
 	$(BUILD)/bench/identity_bench $(BUILD)/bench/identity_mem \
-	$(BUILD)/bench/lookupgen
+	$(BUILD)/bench/lookupgen $(BUILD)/bench/audgen
 BENCH_IDENTITY_OBJS := $(BUILD)/bench/idgen.o $(BUILD)/bench/uf.o $(BUILD)/bench/span.o
 
 $(BUILD)/bench/loadgen: $(BUILD)/bench/loadgen.o $(BUILD)/bench/gen.o
@@ -160,6 +164,9 @@ $(BUILD)/bench/loadgen: $(BUILD)/bench/loadgen.o $(BUILD)/bench/gen.o
 
 $(BUILD)/bench/lookupgen: $(BUILD)/bench/lookupgen.o $(BUILD)/bench/gen.o
 	$(CC) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs libcrypto)
+
+$(BUILD)/bench/audgen: $(BUILD)/bench/audgen.o $(BUILD)/bench/gen.o
+	$(CC) $(LDFLAGS) -o $@ $^ -lpthread
 
 $(BUILD)/bench/copy_ceiling: $(BUILD)/bench/copy_ceiling.o $(BUILD)/bench/gen.o $(LIBWEFT)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(ALLOC_LIBS)
@@ -170,7 +177,7 @@ $(BUILD)/bench/identity_bench: $(BUILD)/bench/identity_bench.o $(BENCH_IDENTITY_
 $(BUILD)/bench/identity_mem: $(BUILD)/bench/identity_mem.o $(BENCH_IDENTITY_OBJS) $(LIBWEFT)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(ALLOC_LIBS)
 
-.PHONY: bench-programs bench-ingest bench-identity bench-lookup
+.PHONY: bench-programs bench-ingest bench-identity bench-lookup bench-audiences
 bench-programs: $(BENCH_BINS)
 
 bench-ingest:
@@ -181,6 +188,9 @@ bench-identity:
 
 bench-lookup:
 	@BUILD=$(BUILD) bench/lookup
+
+bench-audiences:
+	@BUILD=$(BUILD) bench/audiences
 
 
 -include $(wildcard $(BUILD)/*.d $(BUILD)/*/*.d $(BUILD)/*/*/*.d)

@@ -296,6 +296,16 @@ static char *put_anonymous_id(char *p, unsigned u)
 	return put_uuid(p, splitmix(u ^ 0x616e6f6eULL), splitmix(u ^ 0x6964ULL));
 }
 
+char *gen_put_user_id(char *p, unsigned u)
+{
+	return put_user_id(p, u);
+}
+
+char *gen_put_anonymous_id(char *p, unsigned u)
+{
+	return put_anonymous_id(p, u);
+}
+
 static char *put_email(char *p, unsigned u)
 {
 	p = puts_(p, first_names[u % ARRAY_LEN(first_names)]);

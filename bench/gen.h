@@ -74,6 +74,15 @@ void gen_message_id(uint64_t run_id, uint64_t n, char *out);
 /* Writes now as "YYYY-MM-DDTHH:MM:SS.mmmZ" (24 bytes, no NUL). */
 char *gen_put_iso(char *p, int64_t unix_ms);
 
+/*
+ * Writes user u's userId ("usr_" and 7 digits) or anonymousId (UUID-shaped,
+ * 36 characters) at p, no NUL, as gen_event writes them; returns the end.
+ * Other generators use them to load profiles that gen_event's traffic with
+ * the same pool then lands on (bench/audgen.c).
+ */
+char *gen_put_user_id(char *p, unsigned u);
+char *gen_put_anonymous_id(char *p, unsigned u);
+
 /* Writes v in decimal at p (no NUL); returns the end. */
 char *gen_put_u(char *p, uint64_t v);
 
