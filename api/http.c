@@ -440,7 +440,7 @@ static const char *status_reason(int status)
 
 /* Queues the reply's head and body: one evbuffer_add each. */
 static void conn_write_reply(struct conn *c, struct http_request *r, int status,
-			     const char *content_type, const char *body, size_t len, bool close)
+			     const char *content_type, const char *body, size_t len, bool closing)
 {
 	struct http_server *s = c->srv;
 	struct evbuffer *out = bufferevent_get_output(c->bev);
@@ -462,7 +462,7 @@ static void conn_write_reply(struct conn *c, struct http_request *r, int status,
 	}
 	buf_adds(h, "\r\nRequest-Id: ");
 	buf_add(h, r->id, 16);
-	if (close)
+	if (closing)
 		buf_adds(h, "\r\nConnection: close");
 	else if (r->http10)
 		buf_adds(h, "\r\nConnection: keep-alive");
@@ -476,10 +476,10 @@ static void conn_write_reply(struct conn *c, struct http_request *r, int status,
 		r->reply_fd = 0;
 		/* Sent from the file (sendfile where it can); libevent closes fd. */
 		if (!len || bodiless || r->method == HTTP_HEAD) {
-			evutil_closesocket(fd);
+			close(fd);
 		} else if (evbuffer_add_file(out, fd, 0, (ev_off_t)len)) {
 			log_error("http_file_unsent", "request_id=%s", r->id);
-			evutil_closesocket(fd);
+			close(fd);
 		}
 	} else if (len && !bodiless && r->method != HTTP_HEAD) {
 		evbuffer_add(out, body, len);

@@ -16,6 +16,7 @@
 
 #include "engine/engine.h"
 #include "export/export.h"
+#include "lib/alloc.h"
 #include "lib/clock.h"
 #include "lib/err.h"
 #include "store/store.h"
@@ -46,7 +47,7 @@ static int spec_of(const char *format, const char *fields, struct export_spec *s
 {
 	json_t *body = json_pack("{ss}", "format", format ? format : "csv");
 	json_t *list = json_array();
-	char *copy = strdup(fields ? fields : ""), *save, *tok, *fj, *dj, *dk;
+	char *copy = xstrdup(fields ? fields : ""), *save, *tok, *fj, *dj, *dk;
 	int rc;
 
 	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save))

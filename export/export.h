@@ -84,7 +84,8 @@ struct export_ctx {
  * format, under a temporary name renamed to path once complete and
  * synced: what `weft export` and file jobs run. *rows gets the rows
  * written, *bytes the file's size. WEFT_ENOTFOUND if the audience does
- * not exist (err says so), WEFT_EIO with err for a write error.
+ * not exist (err says so), WEFT_EIO with err for a write error,
+ * WEFT_EUNAVAIL when the database failed under it.
  */
 int export_to_file(struct export_ctx *c, const char *audience_key,
 		   const struct export_spec *spec, const struct store_export *job, const char *path,
@@ -94,9 +95,9 @@ int export_to_file(struct export_ctx *c, const char *audience_key,
  * Runs job x to its end: starts it (store_export_start), exports, and
  * records the outcome (store_export_finish), the file going to
  * dir/exp_<id>.<csv|ndjson>. Returns 0 when the job ended (done or
- * failed, as recorded); WEFT_EUNAVAIL or WEFT_EIO when the database
- * failed under it (the job stays running and is resumed later);
- * WEFT_ESHUTDOWN when stopped.
+ * failed, as recorded); WEFT_EUNAVAIL when the database failed under it
+ * (the job stays running and is resumed later); WEFT_ESHUTDOWN when
+ * stopped; or the error recording its start or end.
  */
 int export_job_run(struct export_ctx *c, struct store_export *x, const char *dir);
 

@@ -19,7 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -344,15 +343,18 @@ static json_t *slot_json(const struct slot *s)
 	return json_string(hex);
 }
 
-/* Fills the page's rows (pids set) with every field. */
+/*
+ * Fills the page's rows (pids set) with every field. A database failure
+ * is WEFT_EUNAVAIL, as every store failure of an export is: the job is
+ * left to resume, not failed.
+ */
 static int gather(struct export_ctx *c, struct page *p)
 {
 	const struct export_spec *spec = p->spec;
-	int rc;
 
 	gather_state(c, p);
-	if (p->ntypes && (rc = gather_identifiers(c, p)))
-		return rc;
+	if (p->ntypes && gather_identifiers(c, p))
+		return WEFT_EUNAVAIL;
 	for (size_t i = 0; i < p->n; i++) {
 		struct row *r = &p->rows[i];
 
@@ -380,8 +382,8 @@ static int gather(struct export_ctx *c, struct page *p)
 /* ---- the rows' sources ---- */
 
 /* The audience's index in the space, under the lock: -1 if it is gone (err says so). */
-static long audience_at(struct export_ctx *c, const struct audience_space *as, const char *key,
-			int64_t id, struct audience_info *info, char *err, size_t errlen)
+static long audience_at(const struct audience_space *as, const char *key, int64_t id,
+			struct audience_info *info, char *err, size_t errlen)
 {
 	long i = as ? audience_space_audience_find(as, key) : -1;
 
@@ -392,7 +394,6 @@ static long audience_at(struct export_ctx *c, const struct audience_space *as, c
 	}
 	if (i < 0)
 		snprintf(err, errlen, "the audience '%s' does not exist (any more)", key);
-	(void)c;
 	return i;
 }
 
@@ -408,7 +409,7 @@ static bool members_page(struct export_ctx *c, const char *key, int64_t id, uint
 
 	engine_read_begin(c->engine);
 	as = engine_audiences(c->engine, c->workspace_id);
-	if ((i = audience_at(c, as, key, id, &info, err, errlen)) >= 0) {
+	if ((i = audience_at(as, key, id, &info, err, errlen)) >= 0) {
 		n = audience_space_members(as, (size_t)i, *after, pids, max);
 		if (size)
 			*size = (int64_t)info.size;
@@ -437,7 +438,7 @@ static int changes_page(struct export_ctx *c, int64_t audience_id, int64_t *afte
 	size_t n = 0;
 	int64_t last = *after;
 	int rc = store_export_changes(c->store, c->workspace_id, audience_id, *after, upto, max,
-				      ch, &n, &last);
+				      ch, &n, &last) ? WEFT_EUNAVAIL : 0;
 
 	*end = !rc && last == *after;
 	for (size_t k = 0; !rc && k < n; k++) {
@@ -792,7 +793,7 @@ static int post_page(struct export_ctx *c, struct webhook *w, const struct expor
 
 /* Posts the job's rows from its cursor on, recording each batch delivered. */
 static int webhook_rows(struct export_ctx *c, const struct export_spec *spec,
-			struct store_export *job, char *err, size_t errlen, bool *db_failed)
+			struct store_export *job, char *err, size_t errlen)
 {
 	struct webhook *w = webhook_new(spec->url, c->stop);
 	struct page p;
@@ -815,10 +816,8 @@ static int webhook_rows(struct export_ctx *c, const struct export_spec *spec,
 		}
 		if (spec->delta) {
 			if ((rc = changes_page(c, job->audience_id, &cafter, job->to_change, &p,
-					       spec->batch_size, &end))) {
-				*db_failed = true;
+					       spec->batch_size, &end)))
 				break;
-			}
 			cursor = cafter;
 		} else {
 			int64_t size = -1;
@@ -835,17 +834,14 @@ static int webhook_rows(struct export_ctx *c, const struct export_spec *spec,
 		}
 		if (end)
 			break;
-		if (p.n && (rc = gather(c, &p))) {
-			*db_failed = true;
+		if (p.n && (rc = gather(c, &p)))
 			break;
-		}
 		if (p.n && (rc = post_page(c, w, spec, job, &p, err, errlen)))
 			break;
 		rows += (int64_t)p.n;
 		page_clear(&p);
-		if ((rc = store_export_progress(c->store, job, cursor, rows,
-						total > rows ? total : rows))) {
-			*db_failed = true;
+		if (store_export_progress(c->store, job, cursor, rows, total > rows ? total : rows)) {
+			rc = WEFT_EUNAVAIL;
 			break;
 		}
 		job->cursor = cursor;
@@ -872,7 +868,7 @@ int export_job_run(struct export_ctx *c, struct store_export *x, const char *dir
 	struct export_spec spec;
 	char err[512] = "", name[64], *path = NULL;
 	int64_t rows = 0, bytes = -1;
-	bool db_failed = false, webhook;
+	bool webhook;
 	int rc;
 
 	if (export_spec_of(x, &spec, err, sizeof(err)))
@@ -887,7 +883,7 @@ int export_job_run(struct export_ctx *c, struct store_export *x, const char *dir
 	c->workspace_id = x->workspace_id;
 	webhook = spec.webhook;
 	if (webhook) {
-		rc = webhook_rows(c, &spec, x, err, sizeof(err), &db_failed);
+		rc = webhook_rows(c, &spec, x, err, sizeof(err));
 		rows = x->rows_done;
 	} else {
 		size_t len;
@@ -898,15 +894,14 @@ int export_job_run(struct export_ctx *c, struct store_export *x, const char *dir
 		snprintf(path, len, "%s/%s", dir, name);
 		rc = export_to_file(c, x->audience_key, &spec, x, path, &rows, &bytes, err,
 				    sizeof(err));
-		db_failed = rc == WEFT_EUNAVAIL || (rc == WEFT_EIO && !err[0]);
 	}
 	export_spec_release(&spec);
 	free(path);
-	if (rc == WEFT_ESHUTDOWN || db_failed) {
+	if (rc == WEFT_ESHUTDOWN || rc == WEFT_EUNAVAIL) {
 		log_warn("export_interrupted", "workspace=%lld export=%lld error=%s: it resumes",
 			 (long long)x->workspace_id, (long long)x->export_id,
 			 rc == WEFT_ESHUTDOWN ? "stopping" : weft_strerror(rc));
-		return rc ? rc : WEFT_EIO;
+		return rc;
 	}
 	if (rc)
 		log_warn("export_failed", "workspace=%lld export=%lld error=\"%s\"",

@@ -80,7 +80,8 @@ static void run_one(struct export_worker *w, struct store_export *x)
 	};
 	int rc;
 
-	if (!strstr(x->destination_json, "\"webhook\""))
+	/* A webhook job records each batch itself. */
+	if (strcmp(x->destination_key, "file") == 0)
 		c.progress = file_progress;
 	w->job = x;
 	w->last_progress = clock_mono();
